@@ -1,0 +1,99 @@
+"""shia-chatbot: the whole platform on one stack's Docker host.
+
+Reads the stack config once (a bad value stops here, before any resource), then
+wires one component per service. Order of the blue/green path is visible below:
+data services, app slots, worker and Flower on the active slot, then the router.
+"""
+
+import pulumi
+
+from components.app import AppSlot, AppSlotArgs
+from components.app_env import AppEnvironment
+from components.docker_host import DockerHost, DockerHostArgs
+from components.minio import Minio, MinioArgs
+from components.network import Networks, NetworksArgs
+from components.postgres import Postgres, PostgresArgs
+from components.qdrant import Qdrant, QdrantArgs
+from components.redis import Redis, RedisArgs
+from components.router import Router, RouterArgs
+from components.router_config import RouterSpec, TlsFiles, digest
+from components.secrets import Secrets, SecretsArgs
+from components.worker import CeleryArgs, Flower, FlowerArgs, Worker
+from settings import load
+from settings.naming import Naming
+
+cfg = load.load()
+naming = Naming(cfg.environment)
+env = cfg.environment
+
+host = DockerHost(naming.resource("docker-host"), DockerHostArgs(docker_host=cfg.docker_host))
+on_host = pulumi.ResourceOptions(providers=[host.provider])
+
+secrets = Secrets(naming.resource("secrets"), SecretsArgs(naming=naming, rotation=cfg.rotation))
+networks = Networks(naming.resource("networks"), NetworksArgs(naming=naming), on_host)
+
+
+def data_args(service: str) -> dict:
+    return dict(naming=naming, image=getattr(cfg.images, service), memory_mb=cfg.memory_mb[service],
+                backend_network=networks.backend.name)
+
+
+postgres = Postgres(naming.container("postgres"), PostgresArgs(
+    **data_args("postgres"), password=secrets["postgresPassword"],
+    max_connections=cfg.postgres_max_connections), on_host)
+redis = Redis(naming.container("redis"), RedisArgs(**data_args("redis"), password=secrets["redisPassword"]), on_host)
+qdrant = Qdrant(naming.container("qdrant"), QdrantArgs(**data_args("qdrant"), api_key=secrets["qdrantApiKey"]), on_host)
+minio = Minio(naming.container("minio"), MinioArgs(
+    **data_args("minio"), root_user=secrets["minioRootUser"], root_password=secrets["minioRootPassword"],
+    host=host), on_host)
+data_services = [postgres.container, redis.container, qdrant.container, minio.container]
+
+app_envs = AppEnvironment(cfg=cfg, naming=naming, secrets=secrets).envs()
+slots = {
+    slot: AppSlot(naming.resource(f"app-{slot}"), AppSlotArgs(
+        naming=naming, slot=slot, image=spec.image, replicas=spec.replicas,
+        uvicorn_workers=cfg.uvicorn_workers, memory_mb=cfg.memory_mb["app"], envs=app_envs,
+        frontend_network=networks.frontend.name, backend_network=networks.backend.name,
+        depends_on=data_services), on_host)
+    for slot, spec in sorted(cfg.slots.items())
+}
+active = slots[cfg.active_slot]
+
+celery = dict(naming=naming, slot=cfg.active_slot, image=active.image, envs=app_envs,
+              frontend_network=networks.frontend.name, backend_network=networks.backend.name,
+              depends_on=[redis.container, postgres.container])
+worker = Worker(naming.resource("worker"), CeleryArgs(**celery, memory_mb=cfg.memory_mb["worker"]), on_host)
+flower = Flower(naming.resource("flower"), FlowerArgs(
+    **celery, memory_mb=cfg.memory_mb["flower"], user=f"{env}-ops",
+    password=secrets["flowerPassword"], publish=cfg.publish_flower), on_host)
+
+tls_files = None
+if cfg.tls.enabled:
+    live = f"{cfg.tls.certificate_dir}/live/{cfg.domain}"
+    tls_files = TlsFiles(certificate=f"{live}/fullchain.pem", key=f"{live}/privkey.pem")
+router = Router(naming.resource("router"), RouterArgs(
+    naming=naming, host=host, image=cfg.images.nginx, memory_mb=cfg.memory_mb["nginx"],
+    spec=RouterSpec(
+        environment=env, slot=cfg.active_slot, upstream_servers=active.upstream_servers(),
+        server_name=cfg.domain or "localhost", http_port=80, https_port=443 if tls_files else None,
+        tls=tls_files, rate_per_minute=cfg.app.rate_limit_per_minute,
+    ),
+    published_http_port=cfg.http_port, published_https_port=cfg.https_port if tls_files else None,
+    tls=cfg.tls, frontend_network=networks.frontend.name, switch_after=active.containers,
+), on_host)
+
+pulumi.export("environment", env)
+pulumi.export("url", cfg.public_url)
+pulumi.export("activeSlot", cfg.active_slot)
+pulumi.export("slots", {s: {"image": a.image_ref, "containers": a.container_names} for s, a in slots.items()})
+pulumi.export("containers", {
+    "nginx": router.container_name, "worker": worker.container_name, "flower": flower.container_name,
+    "postgres": postgres.container_name, "redis": redis.container_name,
+    "qdrant": qdrant.container_name, "minio": minio.container_name,
+})
+pulumi.export("database", naming.database)
+pulumi.export("collection", naming.collection)
+pulumi.export("buckets", minio.buckets)
+pulumi.export("routerConfigSha256", digest(router.rendered))
+pulumi.export("flowerUser", f"{env}-ops")
+pulumi.export("flowerPassword", secrets["flowerPassword"])

@@ -1,0 +1,1 @@
+"""One ComponentResource per service or concern; `__main__.py` wires them together."""

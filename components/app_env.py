@@ -1,0 +1,65 @@
+"""The environment of the app, the Celery worker and Flower: the guide's
+"Critical Variables", built once. Secret values are secret Outputs end to end."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+
+from components.secrets import Secrets
+from settings.model import StackConfig
+from settings.naming import MINIO_PORT, POSTGRES_PORT, QDRANT_PORT, REDIS_PORT, Naming
+
+
+@dataclass(frozen=True, kw_only=True)
+class AppEnvironment:
+    cfg: StackConfig
+    naming: Naming
+    secrets: Secrets
+
+    def envs(self) -> list[pulumi.Input[str]]:
+        cfg, n, s = self.cfg, self.naming, self.secrets
+        app = cfg.app
+        plain = {
+            "ENVIRONMENT": cfg.environment,
+            "DEBUG": str(app.debug).lower(),
+            "LOG_LEVEL": app.log_level,
+            "STRUCTLOG_DEV_MODE": str(app.structlog_dev_mode).lower(),
+            "QDRANT_URL": f"http://{n.container('qdrant')}:{QDRANT_PORT}",
+            "QDRANT_COLLECTION": n.collection,
+            "MINIO_ENDPOINT": f"{n.container('minio')}:{MINIO_PORT}",
+            "MINIO_USE_SSL": "false",  # backend network only, never leaves the host
+            "MINIO_BUCKET": n.bucket("documents"),
+            "CORS_ORIGINS": ",".join(app.cors_origins),
+            "ALLOWED_HOSTS": ",".join(app.allowed_hosts),
+            "RATE_LIMIT_PER_MINUTE": str(app.rate_limit_per_minute),
+            "RATE_LIMIT_PER_HOUR": str(app.rate_limit_per_hour),
+            "DB_POOL_SIZE": str(app.db_pool_size),
+            "DB_MAX_OVERFLOW": str(app.db_max_overflow),
+            "OPENROUTER_BASE_URL": cfg.openrouter_base_url,
+        }
+        if cfg.langfuse_host:
+            plain["LANGFUSE_HOST"] = cfg.langfuse_host
+        if cfg.smtp:
+            plain.update({
+                "SMTP_HOST": cfg.smtp.host, "SMTP_PORT": str(cfg.smtp.port),
+                "SMTP_USER": cfg.smtp.user, "SMTP_FROM_EMAIL": cfg.smtp.from_email,
+            })
+        secret = {
+            "SECRET_KEY": s["secretKey"],
+            "DATABASE_URL": pulumi.Output.concat(
+                "postgresql+asyncpg://", n.database_user, ":", s["postgresPassword"],
+                "@", n.container("postgres"), f":{POSTGRES_PORT}/", n.database,
+            ),
+            "REDIS_URL": pulumi.Output.concat(
+                "redis://:", s["redisPassword"], "@", n.container("redis"), f":{REDIS_PORT}/0"
+            ),
+            "QDRANT_API_KEY": s["qdrantApiKey"],
+            "MINIO_ACCESS_KEY": s["minioRootUser"],
+            "MINIO_SECRET_KEY": s["minioRootPassword"],
+            **s.provider_keys,
+        }
+        return [f"{k}={v}" for k, v in sorted(plain.items())] + [
+            pulumi.Output.secret(pulumi.Output.concat(f"{k}=", v)) for k, v in sorted(secret.items())
+        ]

@@ -1,0 +1,69 @@
+"""What the four data services share: a pinned image, a named data volume, and one
+hardened container on the internal backend network, never published on the host."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional, Sequence
+
+import pulumi
+import pulumi_docker as docker
+
+from components.containers import ContainerSpec, Healthcheck, data_volume, hardened_container, pulled_image
+from settings.naming import Naming
+
+
+@dataclass(frozen=True, kw_only=True)
+class DataServiceArgs:
+    naming: Naming
+    image: str
+    memory_mb: int
+    backend_network: pulumi.Input[str]
+
+
+@dataclass(frozen=True, kw_only=True)
+class DataServiceSpec:
+    service: str
+    data_path: str
+    healthcheck: Healthcheck
+    envs: Sequence[pulumi.Input[str]] = field(default_factory=list)
+    command: Optional[Sequence[str]] = None
+
+
+class DataService(pulumi.ComponentResource):
+    volume: docker.Volume
+    container: docker.Container
+
+    def __init__(self, type_name: str, name: str, args: DataServiceArgs, spec: DataServiceSpec,
+                 opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__(f"shia-chatbot:data:{type_name}", name, None, opts)
+        naming = args.naming
+        self.container_name = naming.container(spec.service)
+        self.volume = data_volume(naming.volume(spec.service), environment=naming.env,
+                                  service=spec.service, parent=self)
+        image = pulled_image(f"{self.container_name}-image", args.image, pulumi.ResourceOptions(parent=self))
+        self.container = hardened_container(
+            ContainerSpec(
+                name=self.container_name,
+                image=image.name,
+                environment=naming.env,
+                service=spec.service,
+                memory_mb=args.memory_mb,
+                healthcheck=spec.healthcheck,
+                networks=[(args.backend_network, [spec.service])],
+                command=spec.command,
+                envs=spec.envs,
+                volumes=[docker.ContainerVolumeArgs(volume_name=self.volume.name, container_path=spec.data_path)],
+            ),
+            # Two containers must never share one data directory, and the name is
+            # fixed: the old container goes before its replacement starts.
+            pulumi.ResourceOptions(parent=self, delete_before_replace=True),
+        )
+        self._extend(args)
+        self.register_outputs(self._outputs())
+
+    def _extend(self, args: DataServiceArgs) -> None:
+        """Service-specific children made after the container (none by default)."""
+
+    def _outputs(self) -> dict:
+        return {"container": self.container.name, "volume": self.volume.name}

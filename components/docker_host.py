@@ -1,0 +1,77 @@
+"""The stack's Docker host: the one docker provider, and how commands reach the host.
+
+A `unix://` host is this machine: steps run as local commands with DOCKER_HOST
+set. An `ssh://` host is remote: steps run over SSH on that host, where the
+docker CLI talks to its own daemon. Secrets never travel in a command line:
+a step that needs one reads it from stdin.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional, Sequence
+
+import pulumi
+import pulumi_docker as docker
+from pulumi_command import local, remote
+
+from components.secrets import ssh_private_key
+from settings.load import ssh_parts
+
+
+@dataclass(frozen=True, kw_only=True)
+class DockerHostArgs:
+    docker_host: str
+
+
+class DockerHost(pulumi.ComponentResource):
+    provider: docker.Provider
+
+    def __init__(self, name: str, args: DockerHostArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("shia-chatbot:host:DockerHost", name, None, opts)
+        self.docker_host = args.docker_host
+        self.is_remote = args.docker_host.startswith("ssh://")
+        self.provider = docker.Provider(
+            name,
+            host=args.docker_host,
+            # Refuse unknown host keys rather than trusting on first use.
+            ssh_opts=["-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes"] if self.is_remote else None,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.register_outputs({"host": args.docker_host})
+
+    def command(
+        self,
+        name: str,
+        *,
+        create: pulumi.Input[str],
+        stdin: Optional[pulumi.Input[str]] = None,
+        triggers: Optional[Sequence[Any]] = None,
+        opts: pulumi.ResourceOptions,
+    ) -> pulumi.CustomResource:
+        """A step run on the Docker host; `opts` must carry the owning component as parent.
+
+        It runs again when, and only when, `create`, `stdin` or `triggers` change.
+        """
+        if self.is_remote:
+            parts = ssh_parts(self.docker_host)
+            return remote.Command(
+                name,
+                connection=remote.ConnectionArgs(
+                    host=parts["host"], user=parts["user"], port=parts["port"],
+                    private_key=ssh_private_key(),
+                ),
+                create=create,
+                stdin=stdin,
+                triggers=list(triggers) if triggers else None,
+                opts=opts,
+            )
+        return local.Command(
+            name,
+            create=create,
+            stdin=stdin,
+            environment={"DOCKER_HOST": self.docker_host},
+            interpreter=["/bin/sh", "-c"],
+            triggers=list(triggers) if triggers else None,
+            opts=opts,
+        )

@@ -1,0 +1,58 @@
+"""MinIO: object storage with buckets `<env>-documents` and `<env>-backups`."""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+from typing import Optional
+
+import pulumi
+
+from components.containers import Healthcheck
+from components.data_service import DataService, DataServiceArgs, DataServiceSpec
+from components.docker_host import DockerHost
+
+BUCKET_PURPOSES = ("documents", "backups")
+
+
+@dataclass(frozen=True, kw_only=True)
+class MinioArgs(DataServiceArgs):
+    root_user: pulumi.Input[str]
+    root_password: pulumi.Input[str]
+    host: DockerHost
+
+
+class Minio(DataService):
+    def __init__(self, name: str, args: MinioArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        spec = DataServiceSpec(
+            service="minio",
+            data_path="/data",
+            envs=[
+                pulumi.Output.concat("MINIO_ROOT_USER=", args.root_user),
+                pulumi.Output.concat("MINIO_ROOT_PASSWORD=", args.root_password),
+                "MINIO_BROWSER=off",
+            ],
+            command=["server", "/data"],
+            healthcheck=Healthcheck(test=["CMD", "mc", "ready", "local"]),
+        )
+        super().__init__("Minio", name, args, spec, opts)
+
+    def _extend(self, args: MinioArgs) -> None:
+        self.buckets = {p: args.naming.bucket(p) for p in BUCKET_PURPOSES}
+        # Buckets are made inside the container with its own credentials, so no
+        # secret appears in the command. Idempotent; reruns when the container is new.
+        targets = " ".join(f"local/{b}" for b in self.buckets.values())
+        inner = (
+            'mc alias set local http://127.0.0.1:9000 "$MINIO_ROOT_USER" "$MINIO_ROOT_PASSWORD" >/dev/null'
+            f" && mc mb --ignore-existing {targets}"
+            f" && mc version enable local/{self.buckets['backups']}"
+        )
+        self.bucket_step = args.host.command(
+            f"{self.container_name}-buckets",
+            create=f"docker exec {self.container_name} sh -c {shlex.quote(inner)}",
+            triggers=[self.container.id],
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.container]),
+        )
+
+    def _outputs(self) -> dict:
+        return {**super()._outputs(), "buckets": self.buckets}

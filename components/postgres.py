@@ -1,0 +1,45 @@
+"""PostgreSQL 15: the app's database `<env>_shia_chatbot`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import pulumi
+
+from components.containers import Healthcheck
+from components.data_service import DataService, DataServiceArgs, DataServiceSpec
+
+
+@dataclass(frozen=True, kw_only=True)
+class PostgresArgs(DataServiceArgs):
+    password: pulumi.Input[str]
+    max_connections: int = 200
+
+
+class Postgres(DataService):
+    def __init__(self, name: str, args: PostgresArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        naming = args.naming
+        # shared_buffers at a quarter of the container's memory, the usual rule;
+        # the rest of the guide's tuning is left at postgres defaults until measured.
+        shared_buffers = max(32, args.memory_mb // 4)
+        spec = DataServiceSpec(
+            service="postgres",
+            data_path="/var/lib/postgresql/data",
+            envs=[
+                f"POSTGRES_USER={naming.database_user}",
+                f"POSTGRES_DB={naming.database}",
+                pulumi.Output.concat("POSTGRES_PASSWORD=", args.password),
+            ],
+            command=[
+                "postgres",
+                "-c", f"max_connections={args.max_connections}",
+                "-c", f"shared_buffers={shared_buffers}MB",
+                "-c", "checkpoint_completion_target=0.9",
+                "-c", "random_page_cost=1.1",
+            ],
+            healthcheck=Healthcheck(test=["CMD-SHELL", 'pg_isready -U "$POSTGRES_USER" -d "$POSTGRES_DB"']),
+        )
+        super().__init__("Postgres", name, args, spec, opts)
+        self.database = naming.database
+        self.user = naming.database_user

@@ -1,0 +1,41 @@
+"""Redis 7.2: Celery broker and cache, append-only, password required."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import pulumi
+
+from components.containers import Healthcheck
+from components.data_service import DataService, DataServiceArgs, DataServiceSpec
+
+
+@dataclass(frozen=True, kw_only=True)
+class RedisArgs(DataServiceArgs):
+    password: pulumi.Input[str]
+
+
+class Redis(DataService):
+    def __init__(self, name: str, args: RedisArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        # maxmemory leaves the container a quarter for fork-on-save and buffers.
+        # noeviction, not the guide's allkeys-lru: Redis is the Celery broker, and
+        # evicting a queued task loses it silently; a full Redis errors instead.
+        maxmemory = args.memory_mb * 3 // 4
+        spec = DataServiceSpec(
+            service="redis",
+            data_path="/data",
+            # The password comes from the environment, not the command line, so it
+            # is not in `docker inspect`'s Cmd; REDISCLI_AUTH lets the healthcheck in.
+            envs=[
+                pulumi.Output.concat("REDIS_PASSWORD=", args.password),
+                pulumi.Output.concat("REDISCLI_AUTH=", args.password),
+            ],
+            command=[
+                "sh", "-c",
+                'exec redis-server --appendonly yes --requirepass "$REDIS_PASSWORD" '
+                f"--maxmemory {maxmemory}mb --maxmemory-policy noeviction",
+            ],
+            healthcheck=Healthcheck(test=["CMD-SHELL", "redis-cli ping | grep -q PONG"]),
+        )
+        super().__init__("Redis", name, args, spec, opts)

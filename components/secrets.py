@@ -1,0 +1,94 @@
+"""Every secret the stack uses: generated ones and the provider keys read from config.
+
+Generated secrets are `RandomPassword`s (their `result` is a secret in state and
+in every input it reaches). Letters and digits only: they are embedded in
+DATABASE_URL and REDIS_URL, where `@`, `/` or `:` would need escaping; at 32+
+characters that is still over 190 bits.
+
+Rotation: bumping `rotation.<name>` in stack config changes the keeper and so
+regenerates that one secret; its consumers are replaced, nothing else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import pulumi
+import pulumi_random as random
+
+from settings.load import PROJECT
+from settings.naming import Naming
+
+# name -> length
+GENERATED: dict[str, int] = {
+    "secretKey": 64,
+    "postgresPassword": 32,
+    "redisPassword": 32,
+    "qdrantApiKey": 40,
+    "minioRootUser": 20,
+    "minioRootPassword": 40,
+    "flowerPassword": 32,
+}
+
+# config key -> the app's environment variable
+PROVIDER_KEYS: dict[str, str] = {
+    "openaiApiKey": "OPENAI_API_KEY",
+    "anthropicApiKey": "ANTHROPIC_API_KEY",
+    "googleApiKey": "GOOGLE_API_KEY",
+    "cohereApiKey": "COHERE_API_KEY",
+    "openrouterApiKey": "OPENROUTER_API_KEY",
+    "langfusePublicKey": "LANGFUSE_PUBLIC_KEY",
+    "langfuseSecretKey": "LANGFUSE_SECRET_KEY",
+    "smtpPassword": "SMTP_PASSWORD",
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class SecretsArgs:
+    naming: Naming
+    rotation: dict[str, int] = field(default_factory=dict)
+
+
+class Secrets(pulumi.ComponentResource):
+    """Generated passwords (`generated[name]`) and the provider keys that are set."""
+
+    generated: dict[str, pulumi.Output[str]]
+    provider_keys: dict[str, pulumi.Output[str]]
+
+    def __init__(self, name: str, args: SecretsArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("shia-chatbot:secrets:Secrets", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self, additional_secret_outputs=["result"])
+        self.generated = {}
+        for key, length in GENERATED.items():
+            password = random.RandomPassword(
+                args.naming.resource(_kebab(key)),
+                length=length,
+                special=False,
+                keepers={"rotation": str(args.rotation.get(key, 0))},
+                opts=child,
+            )
+            # The engine marks `result` secret; the explicit wrap keeps it secret
+            # even where an engine (or a mock) does not honour that.
+            self.generated[key] = pulumi.Output.secret(password.result)
+
+        config = pulumi.Config(PROJECT)
+        self.provider_keys = {}
+        for key, env_var in PROVIDER_KEYS.items():
+            value = config.get_secret(key)
+            if value is not None:
+                self.provider_keys[env_var] = value
+
+        self.register_outputs({})
+
+    def __getitem__(self, key: str) -> pulumi.Output[str]:
+        return self.generated[key]
+
+
+def ssh_private_key() -> Optional[pulumi.Output[str]]:
+    """The key for ssh:// docker hosts, if set (else the SSH agent is used)."""
+    return pulumi.Config(PROJECT).get_secret("sshPrivateKey")
+
+
+def _kebab(key: str) -> str:
+    return "".join(f"-{c.lower()}" if c.isupper() else c for c in key)

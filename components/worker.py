@@ -1,0 +1,107 @@
+"""The Celery worker and Flower, both on the active slot's image.
+
+Their container names carry the slot, so a switch starts the new one beside the
+old one and removes the old one after: queued tasks wait in Redis meanwhile.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import pulumi
+import pulumi_docker as docker
+
+from components.containers import ContainerSpec, Healthcheck, hardened_container
+from settings.model import WORKER_CONCURRENCY
+from settings.naming import FLOWER_PORT, Naming
+
+
+@dataclass(frozen=True, kw_only=True)
+class CeleryArgs:
+    naming: Naming
+    slot: str
+    image: docker.RemoteImage
+    envs: Sequence[pulumi.Input[str]]
+    memory_mb: int
+    frontend_network: pulumi.Input[str]
+    backend_network: pulumi.Input[str]
+    depends_on: Sequence[pulumi.Resource] = ()
+
+
+class Worker(pulumi.ComponentResource):
+    container: docker.Container
+
+    def __init__(self, name: str, args: CeleryArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("shia-chatbot:app:Worker", name, None, opts)
+        n = args.naming
+        self.container_name = n.slot_container("worker", args.slot)
+        self.container = hardened_container(
+            ContainerSpec(
+                name=self.container_name,
+                image=args.image.name,
+                environment=n.env,
+                service="worker",
+                slot=args.slot,
+                memory_mb=args.memory_mb,
+                command=["celery", "-A", "src.app.tasks", "worker", "--loglevel=info",
+                         f"--concurrency={WORKER_CONCURRENCY}"],
+                envs=args.envs,
+                # frontend for egress to the LLM providers; backend for Redis/Postgres.
+                networks=[(args.backend_network, ["worker"]), (args.frontend_network, ["worker"])],
+                healthcheck=Healthcheck(
+                    test=["CMD-SHELL", 'celery -A src.app.tasks inspect ping -d "celery@$HOSTNAME" --timeout 10'],
+                    interval="60s", timeout="20s", retries=3, start_period="30s",
+                ),
+                # A worker finishing a task gets time to do so before SIGKILL.
+                stop_timeout=120,
+            ),
+            pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on)),
+        )
+        self.register_outputs({"container": self.container.name})
+
+
+@dataclass(frozen=True, kw_only=True)
+class FlowerArgs(CeleryArgs):
+    user: str
+    password: pulumi.Input[str]
+    publish: bool
+
+
+class Flower(pulumi.ComponentResource):
+    container: docker.Container
+
+    def __init__(self, name: str, args: FlowerArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("shia-chatbot:app:Flower", name, None, opts)
+        n = args.naming
+        self.container_name = n.slot_container("flower", args.slot)
+        basic_auth = pulumi.Output.secret(pulumi.Output.concat("FLOWER_BASIC_AUTH=", args.user, ":", args.password))
+        networks = [(args.backend_network, ["flower"])]
+        ports = []
+        if args.publish:
+            # dev only: loopback, behind basic auth. A published internal-only
+            # network cannot carry the port, hence the frontend attachment.
+            networks.append((args.frontend_network, ["flower"]))
+            ports = [docker.ContainerPortArgs(internal=FLOWER_PORT, external=FLOWER_PORT, ip="127.0.0.1")]
+        self.container = hardened_container(
+            ContainerSpec(
+                name=self.container_name,
+                image=args.image.name,
+                environment=n.env,
+                service="flower",
+                slot=args.slot,
+                memory_mb=args.memory_mb,
+                command=["celery", "-A", "src.app.tasks", "flower", f"--port={FLOWER_PORT}"],
+                envs=[*args.envs, basic_auth],
+                networks=networks,
+                ports=ports,
+                healthcheck=Healthcheck(
+                    test=["CMD", "curl", "-fs", "-o", "/dev/null", f"http://localhost:{FLOWER_PORT}/healthcheck"],
+                    interval="30s", timeout="10s", retries=3, start_period="20s",
+                ),
+            ),
+            # A published port cannot be held by two containers: old one goes first.
+            pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on),
+                                   delete_before_replace=args.publish),
+        )
+        self.register_outputs({"container": self.container.name})

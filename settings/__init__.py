@@ -1,0 +1,1 @@
+"""Stack settings: the defaults table, the typed config model, its loader and the naming helper."""

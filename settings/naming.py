@@ -1,0 +1,62 @@
+"""Every name the stack gives a resource, from one place.
+
+The guide's convention: `<env>_` for data (database, collection, volumes) and
+`<env>-` for containers, networks and buckets (bucket names forbid `_`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+APP_PORT = 8000
+FLOWER_PORT = 5555
+POSTGRES_PORT = 5432
+REDIS_PORT = 6379
+QDRANT_PORT = 6333
+MINIO_PORT = 9000
+
+
+@dataclass(frozen=True)
+class Naming:
+    env: str
+
+    def container(self, service: str) -> str:
+        return f"{self.env}-{service}"
+
+    def app_container(self, slot: str, index: int) -> str:
+        """Replica `index` (1-based) of a slot; names differ per slot so a new
+        slot is created beside the live one, never in its place."""
+        return f"{self.env}-app-{slot}-{index}"
+
+    def slot_container(self, service: str, slot: str) -> str:
+        """Worker and Flower follow the active slot; the slot in the name lets
+        the new one start before the old one is removed."""
+        return f"{self.env}-{service}-{slot}"
+
+    def volume(self, service: str) -> str:
+        return f"{self.env}_{service}_data"
+
+    def config_volume(self, service: str) -> str:
+        return f"{self.env}_{service}_conf"
+
+    def network(self, role: str) -> str:
+        return f"{self.env}-{role}"
+
+    def resource(self, what: str) -> str:
+        """Logical name for a resource that has no physical name of its own."""
+        return f"{self.env}-{what}"
+
+    @property
+    def database(self) -> str:
+        return f"{self.env}_shia_chatbot"
+
+    @property
+    def database_user(self) -> str:
+        return f"{self.env}_shia_chatbot"
+
+    @property
+    def collection(self) -> str:
+        return f"{self.env}_documents"
+
+    def bucket(self, purpose: str) -> str:
+        return f"{self.env}-{purpose}"

@@ -1,0 +1,174 @@
+"""Run the real __main__.py under the Pulumi SDK's mocks and keep what it registered.
+
+Every RegisterResourceRequest is kept as sent (inputs as a protobuf Struct with
+secret markers intact), so tests see exactly what the engine would, and the
+offline policy gate can replay them to the policy pack.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import runpy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import pulumi
+import yaml
+from google.protobuf import json_format
+from pulumi.runtime import settings as runtime_settings
+from pulumi.runtime.mocks import MockMonitor
+
+ROOT = Path(__file__).resolve().parents[1]
+PROJECT = "shia-chatbot"
+SECRET_SIG = "4dabf18193072939515e22adb298388d"
+SECRET_MARK = "1b47061264138c4ac30d75fd1eb44270"
+UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
+STACKS = ("dev", "stage", "prod")
+
+
+def stack_config(stack: str) -> dict[str, Any]:
+    """The committed Pulumi.<stack>.yaml config, keys without the project prefix."""
+    data = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())
+    return {k.split(":", 1)[1]: v for k, v in data["config"].items()}
+
+
+class _Mocks(pulumi.runtime.Mocks):
+    def __init__(self, preview: bool):
+        self.preview = preview
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs):
+        state = dict(args.inputs)
+        if args.typ == "random:index/randomPassword:RandomPassword" and not self.preview:
+            # Made up per run: a test-time value, never a literal in a fixture.
+            state["result"] = hashlib.sha256(f"mock:{args.name}".encode()).hexdigest()[: int(args.inputs["length"])]
+        # In preview, leaving `result` out makes it unknown, as in a first preview.
+        return f"{args.name}-id", state
+
+    def call(self, args: pulumi.runtime.MockCallArgs):
+        return {}
+
+
+class _Recorder(MockMonitor):
+    def __init__(self, mocks: _Mocks):
+        super().__init__(mocks)
+        self.requests: list[Any] = []
+
+    def RegisterResource(self, request):
+        self.requests.append(request)
+        return super().RegisterResource(request)
+
+
+@dataclass
+class Registered:
+    type: str
+    name: str
+    urn_parent: str
+    inputs: dict[str, Any]  # secret markers kept; unknowns are the UNKNOWN string
+    protect: bool
+    retain_on_delete: bool
+    provider: str
+    dependencies: list[str]
+    custom: bool
+    request: Any = field(repr=False)
+
+    def plain(self, key: str, default: Any = None) -> Any:
+        """An input with secret markers removed."""
+        return unwrap(self.inputs.get(key, default))
+
+
+@dataclass
+class Run:
+    stack: str
+    resources: list[Registered]
+    outputs: dict[str, Any]
+    error: Optional[BaseException] = None
+
+    def of_type(self, type_: str) -> list[Registered]:
+        return [r for r in self.resources if r.type == type_]
+
+    def named(self, name: str) -> Registered:
+        matches = [r for r in self.resources if r.name == name]
+        assert len(matches) == 1, f"{len(matches)} resources named {name!r}"
+        return matches[0]
+
+    def containers(self) -> dict[str, Registered]:
+        return {r.plain("name"): r for r in self.of_type("docker:index/container:Container")}
+
+
+def unwrap(value: Any) -> Any:
+    if isinstance(value, dict):
+        if value.get(SECRET_SIG) == SECRET_MARK:
+            return unwrap(value.get("value"))
+        return {k: unwrap(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [unwrap(v) for v in value]
+    return value
+
+
+def is_secret(value: Any) -> bool:
+    return isinstance(value, dict) and value.get(SECRET_SIG) == SECRET_MARK
+
+
+def _encode(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def run(
+    stack: str,
+    config: Optional[dict[str, Any]] = None,
+    *,
+    preview: bool = False,
+    secret_config: Optional[dict[str, str]] = None,
+    plaintext_secrets: bool = False,
+) -> Run:
+    """Evaluate __main__.py for `stack` with `config` (defaults to the committed file).
+
+    secret_config: extra keys set as secrets (as `pulumi config set --secret` would);
+    plaintext_secrets: set them without the secret flag instead.
+    A program error is returned in Run.error, with whatever was registered before it.
+    """
+    config = stack_config(stack) if config is None else config
+    secret_config = secret_config or {}
+    mocks = _Mocks(preview)
+    monitor = _Recorder(mocks)
+    runtime_settings.ROOT.set(None)  # a fresh Stack resource per run
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor)
+    all_config = {f"{PROJECT}:{k}": _encode(v) for k, v in {**config, **secret_config}.items()}
+    secret_keys = [] if plaintext_secrets else [f"{PROJECT}:{k}" for k in secret_config]
+    pulumi.runtime.set_all_config(all_config, secret_keys=secret_keys)
+
+    outputs: dict[str, Any] = {}
+    error: Optional[BaseException] = None
+
+    @pulumi.runtime.test
+    def program():
+        runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")
+        root = runtime_settings.get_root_resource()
+        exported = getattr(root, "outputs", {}) or {}
+        names = list(exported)
+        return pulumi.Output.all(*[exported[n] for n in names]).apply(
+            lambda values: outputs.update(zip(names, values)), run_with_unknowns=True
+        )
+
+    try:
+        program()
+    except Exception as exc:  # noqa: BLE001 - the caller asserts on it
+        error = exc
+    return Run(stack=stack, resources=[_registered(r) for r in monitor.requests], outputs=outputs, error=error)
+
+
+def _registered(request: Any) -> Registered:
+    return Registered(
+        type=request.type,
+        name=request.name,
+        urn_parent=request.parent,
+        inputs=json_format.MessageToDict(request.object),
+        protect=request.protect,
+        retain_on_delete=request.retainOnDelete,
+        provider=request.provider,
+        dependencies=list(request.dependencies),
+        custom=request.custom,
+        request=request,
+    )
