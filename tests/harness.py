@@ -7,6 +7,7 @@ offline policy gate can replay them to the policy pack.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import runpy
@@ -83,13 +84,14 @@ class Run:
     stack: str
     resources: list[Registered]
     outputs: dict[str, Any]
+    secret_outputs: set[str] = field(default_factory=set)
     error: Optional[BaseException] = None
 
     def of_type(self, type_: str) -> list[Registered]:
         return [r for r in self.resources if r.type == type_]
 
-    def named(self, name: str) -> Registered:
-        matches = [r for r in self.resources if r.name == name]
+    def named(self, name: str, type_: Optional[str] = None) -> Registered:
+        matches = [r for r in self.resources if r.name == name and type_ in (None, r.type)]
         assert len(matches) == 1, f"{len(matches)} resources named {name!r}"
         return matches[0]
 
@@ -140,6 +142,7 @@ def run(
     pulumi.runtime.set_all_config(all_config, secret_keys=secret_keys)
 
     outputs: dict[str, Any] = {}
+    secret_outputs: set[str] = set()
     error: Optional[BaseException] = None
 
     @pulumi.runtime.test
@@ -148,15 +151,24 @@ def run(
         root = runtime_settings.get_root_resource()
         exported = getattr(root, "outputs", {}) or {}
         names = list(exported)
-        return pulumi.Output.all(*[exported[n] for n in names]).apply(
-            lambda values: outputs.update(zip(names, values)), run_with_unknowns=True
+
+        async def secret_names():
+            return {n for n in names if isinstance(exported[n], pulumi.Output) and await exported[n].is_secret()}
+
+        def keep(values):
+            outputs.update(zip(names, values[:-1]))
+            secret_outputs.update(values[-1])
+
+        return pulumi.Output.all(*[exported[n] for n in names], asyncio.ensure_future(secret_names())).apply(
+            keep, run_with_unknowns=True
         )
 
     try:
         program()
     except Exception as exc:  # noqa: BLE001 - the caller asserts on it
         error = exc
-    return Run(stack=stack, resources=[_registered(r) for r in monitor.requests], outputs=outputs, error=error)
+    return Run(stack=stack, resources=[_registered(r) for r in monitor.requests], outputs=outputs,
+               secret_outputs=secret_outputs, error=error)
 
 
 def _registered(request: Any) -> Registered:

@@ -1,0 +1,135 @@
+"""Bad config stops the program before any resource, with one line naming key, value and what is allowed."""
+
+from __future__ import annotations
+
+import pytest
+
+import harness
+from settings.load import ConfigError
+
+PROD = harness.stack_config("prod")
+SLOT = PROD["slots"]["blue"]
+
+
+def with_(**changes):
+    return {**PROD, **changes}
+
+
+CASES = {
+    "unknown slot": (
+        with_(slots={"purple": SLOT}),
+        ["shia-chatbot:slots.purple", "key should be 'blue' or 'green'"],
+    ),
+    "active slot missing": (
+        with_(activeSlot="green"),
+        ['shia-chatbot:activeSlot = "green"', "must be one of the deployed slots (blue)"],
+    ),
+    "active slot not a slot name": (
+        with_(activeSlot="red"),
+        ['shia-chatbot:activeSlot = "red"', "Input should be 'blue' or 'green'"],
+    ),
+    "zero replicas": (
+        with_(slots={"blue": {**SLOT, "replicas": 0}}),
+        ["shia-chatbot:slots.blue.replicas = 0", "greater than or equal to 1"],
+    ),
+    "bad log level": (
+        with_(app={**PROD["app"], "logLevel": "VERBOSE"}),
+        ['shia-chatbot:app.logLevel = "VERBOSE"', "'DEBUG', 'INFO', 'WARNING', 'ERROR' or 'CRITICAL'"],
+    ),
+    "untagged app image": (
+        with_(slots={"blue": {**SLOT, "image": "ghcr.io/shia-chatbot/app"}}),
+        ['shia-chatbot:slots.blue.image = "ghcr.io/shia-chatbot/app"', "must carry a tag other than 'latest'"],
+    ),
+    "latest data image": (
+        with_(images={"qdrant": "qdrant/qdrant:latest"}),
+        ['shia-chatbot:images.qdrant = "qdrant/qdrant:latest"', "must carry a tag other than 'latest'"],
+    ),
+    "environment does not match the stack": (
+        with_(environment="stage"),
+        ['shia-chatbot:environment = "stage"', "stack 'prod' must be named 'stage' or start with 'stage-'"],
+    ),
+    "unknown environment": (
+        with_(environment="production"),
+        ['shia-chatbot:environment = "production"', "allowed: dev, stage, prod"],
+    ),
+    "tcp docker host in prod": (
+        with_(dockerHost="tcp://10.0.0.5:2375"),
+        ['shia-chatbot:dockerHost = "tcp://10.0.0.5:2375"', "tcp:// is refused in prod", "ssh://user@host[:port]"],
+    ),
+    "malformed docker host": (
+        with_(dockerHost="prod-host"),
+        ['shia-chatbot:dockerHost = "prod-host"', "allowed forms are unix:///path/docker.sock or ssh://user@host[:port]"],
+    ),
+    "retention below one day": (
+        with_(backups={"retentionDays": 0}),
+        ["shia-chatbot:backups.retentionDays = 0", "greater than or equal to 1"],
+    ),
+    "unknown backup schedule": (
+        with_(backups={"schedule": "weekly"}),
+        ['shia-chatbot:backups.schedule = "weekly"', "'none', 'daily' or 'hourly+daily'"],
+    ),
+    "unknown monitoring level": (
+        with_(monitoring={"level": "everything"}),
+        ['shia-chatbot:monitoring.level = "everything"', "'basic', 'full' or 'full+alerts'"],
+    ),
+    "typo in a key": (
+        with_(app={**PROD["app"], "corsOrigin": ["https://x"]}),
+        ["shia-chatbot:app.corsOrigin is not a known setting", "allowed keys:", "corsOrigins"],
+    ),
+    "no domain in prod": (
+        {k: v for k, v in PROD.items() if k != "domain"},
+        ["shia-chatbot:domain is required in prod"],
+    ),
+    "no slots at all": (
+        {k: v for k, v in PROD.items() if k != "slots"},
+        ["shia-chatbot:slots is required but not set"],
+    ),
+    "pools exceed postgres connections": (
+        with_(app={**PROD["app"], "dbPoolSize": 50}),
+        ["shia-chatbot:postgresMaxConnections = 500", "too low for", "app.dbPoolSize"],
+    ),
+    "unknown secret to rotate": (
+        with_(rotation={"rootPassword": 1}),
+        ["shia-chatbot:rotation.rootPassword: unknown secret; allowed:", "postgresPassword"],
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_invalid_config_is_refused_before_any_resource(name):
+    config, fragments = CASES[name]
+    run = harness.run("prod", config)
+    assert isinstance(run.error, ConfigError), run.error
+    message = str(run.error)
+    for fragment in fragments:
+        assert fragment in message, f"{fragment!r} not in {message!r}"
+    # One line per problem, no traceback text.
+    assert "Traceback" not in message
+    assert all(line.startswith("shia-chatbot:") for line in run.error.problems)
+    assert [r.type for r in run.resources] == ["pulumi:pulumi:Stack"]
+
+
+def test_the_config_error_is_a_run_error_so_the_cli_prints_no_traceback():
+    import pulumi
+
+    assert issubclass(ConfigError, pulumi.RunError)
+
+
+def test_tcp_docker_host_is_allowed_in_dev_only():
+    dev = harness.stack_config("dev")
+    assert harness.run("dev", {**dev, "dockerHost": "tcp://127.0.0.1:2375"}).error is None
+
+
+def test_stack_may_be_named_after_its_environment_with_a_suffix():
+    run = harness.run("prod-eu", PROD)
+    assert run.error is None
+    assert "prod-app-blue-1" in run.containers()
+
+
+def test_stack_overrides_merge_over_the_environment_defaults():
+    run = harness.run("prod", with_(app={"logLevel": "ERROR"}, slots={"blue": SLOT, "green": {**SLOT, "image": "ghcr.io/shia-chatbot/app:1.1.0"}}))
+    assert run.error is None
+    envs = dict(e.split("=", 1) for e in run.containers()["prod-app-blue-1"].plain("envs"))
+    assert envs["LOG_LEVEL"] == "ERROR"
+    assert envs["RATE_LIMIT_PER_MINUTE"] == "60"  # untouched keys keep the prod defaults
+    assert "prod-app-green-2" in run.containers()

@@ -1,0 +1,99 @@
+"""Secrets reach their consumers only as secrets: never plaintext in any input or export."""
+
+from __future__ import annotations
+
+import pytest
+
+import harness
+from components.secrets import GENERATED
+
+PASSWORD = "random:index/randomPassword:RandomPassword"
+
+
+def _plaintext_strings(value, inside_secret=False):
+    """Every string in value that is not under a secret marker."""
+    if harness.is_secret(value):
+        return
+    if isinstance(value, dict):
+        for v in value.values():
+            yield from _plaintext_strings(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _plaintext_strings(v)
+    elif isinstance(value, str):
+        yield value
+
+
+def _generated_values(run: harness.Run) -> dict[str, str]:
+    # The mock makes each RandomPassword's result from its name (harness._Mocks).
+    import hashlib
+
+    return {
+        r.name: hashlib.sha256(f"mock:{r.name}".encode()).hexdigest()[: int(r.plain("length"))]
+        for r in run.of_type(PASSWORD)
+    }
+
+
+@pytest.mark.parametrize("stack", harness.STACKS)
+def test_every_generated_secret_is_a_random_password(stack):
+    run = harness.run(stack)
+    passwords = {r.name: r for r in run.of_type(PASSWORD)}
+    assert set(passwords) == {f"{stack}-" + "".join(f"-{c.lower()}" if c.isupper() else c for c in k) for k in GENERATED}
+    assert int(passwords[f"{stack}-secret-key"].plain("length")) == 64
+    for r in passwords.values():
+        assert r.plain("special") is False  # embedded in URLs
+        assert "result" in r.request.additionalSecretOutputs
+
+
+@pytest.mark.parametrize("stack", harness.STACKS)
+def test_no_generated_secret_appears_in_plaintext_anywhere(stack):
+    run = harness.run(stack)
+    values = _generated_values(run)
+    assert values
+    consumers = 0
+    for r in run.resources:
+        for text in _plaintext_strings(r.inputs):
+            for name, value in values.items():
+                assert value not in text, f"{name} in plaintext in {r.type} {r.name}"
+        consumers += sum(1 for e in (r.inputs.get("envs") or []) if harness.is_secret(e))
+    # Each secret is used: the app replicas, worker, flower and data services carry secret envs.
+    assert consumers >= 15
+    # And each one does reach a consumer, marked secret.
+    secret_texts = [
+        harness.unwrap(e) for r in run.resources for e in (r.inputs.get("envs") or []) if harness.is_secret(e)
+    ]
+    for name, value in values.items():
+        assert any(value in t for t in secret_texts), f"{name} reaches no consumer"
+
+
+@pytest.mark.parametrize("stack", harness.STACKS)
+def test_secret_exports_stay_secret_and_others_do_not(stack):
+    run = harness.run(stack)
+    assert run.outputs["flowerPassword"]
+    assert run.secret_outputs == {"flowerPassword"}
+
+
+def test_provider_keys_reach_the_app_as_secrets():
+    run = harness.run("prod", secret_config={"openaiApiKey": "sk-test-at-runtime"})
+    app = run.containers()["prod-app-blue-1"]
+    entries = [e for e in app.inputs["envs"] if harness.is_secret(e) and harness.unwrap(e).startswith("OPENAI_API_KEY=")]
+    assert len(entries) == 1
+    assert not any(t.startswith("OPENAI_API_KEY") for t in _plaintext_strings(app.inputs["envs"]))
+    # Unset provider keys are not passed at all.
+    assert not any("ANTHROPIC_API_KEY" in harness.unwrap(e) for e in app.inputs["envs"])
+
+
+def test_a_provider_key_in_plaintext_config_is_refused():
+    run = harness.run("prod", secret_config={"openaiApiKey": "sk-test-at-runtime"}, plaintext_secrets=True)
+    assert run.error is not None
+    assert "shia-chatbot:openaiApiKey is stored in plaintext" in str(run.error)
+    assert "pulumi config set --secret openaiApiKey" in str(run.error)
+    assert [r.type for r in run.resources] == ["pulumi:pulumi:Stack"]
+
+
+def test_rotation_bumps_only_that_secret_keeper():
+    base = harness.stack_config("prod")
+    before = {r.name: r.plain("keepers") for r in harness.run("prod", base).of_type(PASSWORD)}
+    after = {r.name: r.plain("keepers") for r in harness.run("prod", {**base, "rotation": {"redisPassword": 1}}).of_type(PASSWORD)}
+    changed = {n for n in before if before[n] != after[n]}
+    assert changed == {"prod-redis-password"}

@@ -1,0 +1,191 @@
+"""The committed stacks, evaluated under the SDK mocks: what exists, with which inputs."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+import harness
+from settings.defaults import ENVIRONMENTS, IMAGES
+
+CONTAINER = "docker:index/container:Container"
+DATA_SERVICES = ("postgres", "redis", "qdrant", "minio")
+
+
+@pytest.fixture(scope="module", params=harness.STACKS)
+def run(request) -> harness.Run:
+    result = harness.run(request.param)
+    assert result.error is None, result.error
+    return result
+
+
+def env_of(container: harness.Registered) -> dict[str, str]:
+    pairs = (entry.split("=", 1) for entry in container.plain("envs") or [])
+    return {k: v for k, v in pairs}
+
+
+def label(container: harness.Registered, key: str) -> str | None:
+    for item in container.plain("labels") or []:
+        if item["label"] == f"org.shia-chatbot.{key}":
+            return item["value"]
+    return None
+
+
+def test_every_service_runs(run):
+    env = run.stack
+    cfg = harness.stack_config(env)
+    services = {label(c, "service") for c in run.containers().values()}
+    assert services == {"app", "worker", "flower", "postgres", "redis", "qdrant", "minio", "nginx"}
+    replicas = cfg["slots"]["blue"]["replicas"]
+    assert sorted(n for n in run.containers() if "-app-" in n) == [f"{env}-app-blue-{i}" for i in range(1, replicas + 1)]
+    assert f"{env}-worker-blue" in run.containers() and f"{env}-flower-blue" in run.containers()
+
+
+def test_every_container_is_hardened(run):
+    for name, c in run.containers().items():
+        assert c.plain("restart") == "unless-stopped", name
+        assert c.plain("memory") == ENVIRONMENTS[run.stack]["memoryMb"][label(c, "service")], name
+        assert c.plain("logDriver") == "json-file" and c.plain("logOpts") == {"max-size": "10m", "max-file": "5"}, name
+        assert c.plain("securityOpts") == ["no-new-privileges:true"], name
+        assert c.plain("healthcheck")["tests"], name
+        assert not c.plain("privileged") and not c.plain("networkMode"), name
+        assert label(c, "environment") == run.stack
+
+
+def test_data_services_are_internal_with_pinned_images_and_volumes(run):
+    env = run.stack
+    for service in DATA_SERVICES:
+        c = run.containers()[f"{env}-{service}"]
+        assert c.plain("image") == IMAGES[service]
+        assert not c.plain("ports"), f"{service} must not publish a host port"
+        assert [n["name"] for n in c.plain("networksAdvanced")] == [f"{env}-backend"]
+        assert [v["volumeName"] for v in c.plain("volumes")] == [f"{env}_{service}_data"]
+        assert c.request.deleteBeforeReplace, "two containers must never share a data directory"
+    backend = run.named(f"{env}-backend")
+    assert backend.plain("internal") is True
+    assert run.named(f"{env}-frontend").plain("internal") in (None, False)
+
+
+def test_prod_volumes_are_protected_and_retained_and_others_are_not(run):
+    for service in DATA_SERVICES:
+        volume = run.named(f"{run.stack}_{service}_data")
+        assert volume.protect is (run.stack == "prod")
+        assert volume.retain_on_delete is (run.stack == "prod")
+
+
+def test_only_nginx_publishes_and_on_the_expected_ports(run):
+    published = {n: c.plain("ports") for n, c in run.containers().items() if c.plain("ports")}
+    nginx = f"{run.stack}-nginx"
+    expected = {80: 8080} if run.stack == "dev" else {80: 80, 443: 443}
+    assert {p["internal"]: p["external"] for p in published.pop(nginx)} == expected
+    if run.stack == "dev":
+        # Flower on loopback only, behind basic auth.
+        assert published == {f"dev-flower-blue": [{"internal": 5555, "external": 5555, "ip": "127.0.0.1"}]}
+    else:
+        assert published == {}
+
+
+def test_names_carry_the_environment(run):
+    env = run.stack
+    for r in run.resources:
+        physical = r.plain("name")
+        if r.type.startswith("docker:index/") and r.type != "docker:index/remoteImage:RemoteImage":
+            assert re.match(rf"^{env}[-_]", physical), (r.type, physical)
+        if r.custom or r.type.startswith("shia-chatbot:"):
+            assert r.name.startswith(f"{env}-") or r.name.startswith(f"{env}_"), r.name
+    assert run.outputs["collection"] == f"{env}_documents"
+    assert run.outputs["database"] == f"{env}_shia_chatbot"
+    assert run.outputs["buckets"] == {"documents": f"{env}-documents", "backups": f"{env}-backups"}
+
+
+def test_every_docker_resource_uses_the_stack_provider(run):
+    provider = run.named(f"{run.stack}-docker-host", "pulumi:providers:docker")
+    host = provider.plain("host")
+    assert host == harness.stack_config(run.stack).get("dockerHost", "unix:///var/run/docker.sock")
+    for r in run.resources:
+        if r.type.startswith("docker:index/"):
+            assert f"::{run.stack}-docker-host::" in r.provider, (r.name, r.provider)
+
+
+def test_app_replicas_run_uvicorn_with_the_configured_workers(run):
+    cpus = ENVIRONMENTS[run.stack]["hostCpus"]
+    for name, c in run.containers().items():
+        if label(c, "service") != "app":
+            continue
+        assert c.plain("command") == ["uvicorn", "src.app.main:app", "--workers", str(2 * cpus + 1),
+                                      "--host", "0.0.0.0", "--port", "8000"]
+        assert c.plain("image") == harness.stack_config(run.stack)["slots"]["blue"]["image"]
+        assert "http://localhost:8000/health" in c.plain("healthcheck")["tests"]
+        aliases = {n["name"]: n["aliases"] for n in c.plain("networksAdvanced")}
+        index = name.rsplit("-", 1)[1]
+        assert aliases[f"{run.stack}-frontend"] == [f"app-blue-{index}", "app-blue"]
+
+
+def test_app_environment_has_every_critical_variable(run):
+    env = run.stack
+    app = env_of(run.containers()[f"{env}-app-blue-1"])
+    row = ENVIRONMENTS[env]["app"]
+    assert app["ENVIRONMENT"] == env
+    assert app["DEBUG"] == str(row["debug"]).lower()
+    assert app["LOG_LEVEL"] == row["logLevel"]
+    assert app["RATE_LIMIT_PER_MINUTE"] == str(row["rateLimitPerMinute"])
+    assert app["RATE_LIMIT_PER_HOUR"] == str(row["rateLimitPerHour"])
+    assert app["QDRANT_COLLECTION"] == f"{env}_documents"
+    assert app["QDRANT_URL"] == f"http://{env}-qdrant:6333"
+    assert re.fullmatch(rf"postgresql\+asyncpg://{env}_shia_chatbot:[A-Za-z0-9]{{32}}@{env}-postgres:5432/{env}_shia_chatbot",
+                        app["DATABASE_URL"])
+    assert re.fullmatch(rf"redis://:[A-Za-z0-9]{{32}}@{env}-redis:6379/0", app["REDIS_URL"])
+    for key in ("SECRET_KEY", "QDRANT_API_KEY", "MINIO_ENDPOINT", "MINIO_ACCESS_KEY", "MINIO_SECRET_KEY",
+                "CORS_ORIGINS", "ALLOWED_HOSTS", "STRUCTLOG_DEV_MODE", "DB_POOL_SIZE", "DB_MAX_OVERFLOW"):
+        assert app.get(key), key
+    assert len(app["SECRET_KEY"]) == 64
+    # The worker and Flower share the app's environment.
+    assert env_of(run.containers()[f"{env}-worker-blue"]) == app
+
+
+def test_worker_and_flower_commands(run):
+    env = run.stack
+    worker = run.containers()[f"{env}-worker-blue"]
+    assert worker.plain("command") == ["celery", "-A", "src.app.tasks", "worker", "--loglevel=info", "--concurrency=4"]
+    flower = run.containers()[f"{env}-flower-blue"]
+    assert flower.plain("command") == ["celery", "-A", "src.app.tasks", "flower", "--port=5555"]
+    assert re.fullmatch(rf"{env}-ops:[A-Za-z0-9]{{32}}", env_of(flower)["FLOWER_BASIC_AUTH"])
+
+
+def test_redis_requires_its_password_and_appends(run):
+    redis = run.containers()[f"{run.stack}-redis"]
+    command = " ".join(redis.plain("command"))
+    assert "--appendonly yes" in command and '--requirepass "$REDIS_PASSWORD"' in command
+    # The password itself is in the (secret) environment, not on the command line.
+    assert not re.search(r"requirepass [A-Za-z0-9]{32}", command)
+
+
+def test_minio_buckets_are_made_on_the_host(run):
+    env = run.stack
+    step = run.named(f"{env}-minio-buckets")
+    assert step.type == ("command:local:Command" if env == "dev" else "command:remote:Command")
+    assert f"local/{env}-documents local/{env}-backups" in step.plain("create")
+
+
+def test_router_serves_the_active_slot(run):
+    env = run.stack
+    step = run.named(f"{env}-router-config")
+    conf = step.plain("stdin")
+    servers = re.findall(r"server (\S+) max_fails=3 fail_timeout=30s;", conf)
+    assert servers == [f"{n}:8000" for n in sorted(run.containers()) if n.startswith(f"{env}-app-blue-")]
+    assert "least_conn;" in conf
+    per_minute = ENVIRONMENTS[env]["app"]["rateLimitPerMinute"]
+    assert f"rate={per_minute}r/m" in conf
+    assert ("listen 443 ssl" in conf) is (env != "dev")
+    assert ("return 301 https://$host$request_uri;" in conf) is (env != "dev")
+    assert step.plain("triggers")[0] == run.outputs["routerConfigSha256"]
+
+
+def test_outputs(run):
+    env = run.stack
+    cfg = harness.stack_config(env)
+    assert run.outputs["activeSlot"] == "blue"
+    assert run.outputs["url"] == {"dev": "http://localhost:8080"}.get(env, f"https://{cfg.get('domain')}")
+    assert run.outputs["containers"]["postgres"] == f"{env}-postgres"
+    assert run.outputs["slots"]["blue"]["image"] == cfg["slots"]["blue"]["image"]
