@@ -3,7 +3,7 @@ STACK ?= dev
 VENV := venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup test dev-up up preview docs bench
+.PHONY: setup test dev-up up preview docs bench release switch rollback
 
 $(VENV)/.installed: requirements.txt policies/requirements.txt
 	python3 -m venv $(VENV)
@@ -35,3 +35,18 @@ docs: setup
 # Time a full evaluation of the prod program under the SDK mocks.
 bench: setup
 	$(PY) bench/evaluate.py
+
+# Blue/green (README "Blue/green releases"): release to the idle slot, then switch.
+release: setup
+	@test -n "$(SLOT)" -a -n "$(IMAGE)" || { echo "usage: make release STACK=prod SLOT=green IMAGE=registry/app:tag [REPLICAS=2]"; exit 2; }
+	pulumi config set --stack $(STACK) --path 'slots.$(SLOT).image' '$(IMAGE)'
+	pulumi config set --stack $(STACK) --path 'slots.$(SLOT).replicas' $(or $(REPLICAS),2)
+	pulumi up --stack $(STACK)
+
+switch: setup
+	@test -n "$(SLOT)" || { echo "usage: make switch STACK=prod SLOT=green"; exit 2; }
+	pulumi config set --stack $(STACK) activeSlot $(SLOT)
+	pulumi up --stack $(STACK)
+
+# Rolling back is switching back to the slot that was live before.
+rollback: switch

@@ -49,19 +49,27 @@ minio = Minio(naming.container("minio"), MinioArgs(
 data_services = [postgres.container, redis.container, qdrant.container, minio.container]
 
 app_envs = AppEnvironment(cfg=cfg, naming=naming, secrets=secrets).envs()
-slots = {
-    slot: AppSlot(naming.resource(f"app-{slot}"), AppSlotArgs(
+
+
+def app_slot(slot: str, migrate_after: list) -> AppSlot:
+    spec = cfg.slots[slot]
+    return AppSlot(naming.resource(f"app-{slot}"), AppSlotArgs(
         naming=naming, slot=slot, image=spec.image, replicas=spec.replicas,
         uvicorn_workers=cfg.uvicorn_workers, memory_mb=cfg.memory_mb["app"], envs=app_envs,
         frontend_network=networks.frontend.name, backend_network=networks.backend.name,
-        depends_on=data_services), on_host)
-    for slot, spec in sorted(cfg.slots.items())
-}
-active = slots[cfg.active_slot]
+        host=host, probe_image=cfg.images.nginx, depends_on=data_services,
+        migrate_after=migrate_after), on_host)
+
+
+# The active slot first; any other slot migrates after it, never at the same time.
+active = app_slot(cfg.active_slot, migrate_after=[])
+slots = {cfg.active_slot: active}
+for idle in sorted(set(cfg.slots) - {cfg.active_slot}):
+    slots[idle] = app_slot(idle, migrate_after=[active.migration])
 
 celery = dict(naming=naming, slot=cfg.active_slot, image=active.image, envs=app_envs,
               frontend_network=networks.frontend.name, backend_network=networks.backend.name,
-              depends_on=[redis.container, postgres.container])
+              depends_on=[redis.container, postgres.container, active.migration])
 worker = Worker(naming.resource("worker"), CeleryArgs(**celery, memory_mb=cfg.memory_mb["worker"]), on_host)
 flower = Flower(naming.resource("flower"), FlowerArgs(
     **celery, memory_mb=cfg.memory_mb["flower"], user=f"{env}-ops",
@@ -79,13 +87,13 @@ router = Router(naming.resource("router"), RouterArgs(
         tls=tls_files, rate_per_minute=cfg.app.rate_limit_per_minute,
     ),
     published_http_port=cfg.http_port, published_https_port=cfg.https_port if tls_files else None,
-    tls=cfg.tls, frontend_network=networks.frontend.name, switch_after=active.containers,
+    tls=cfg.tls, frontend_network=networks.frontend.name, switch_after=[active.smoke_check],
 ), on_host)
 
 pulumi.export("environment", env)
 pulumi.export("url", cfg.public_url)
 pulumi.export("activeSlot", cfg.active_slot)
-pulumi.export("slots", {s: {"image": a.image_ref, "containers": a.container_names} for s, a in slots.items()})
+pulumi.export("slots", {s: {"image": a.image_ref, "containers": a.container_names} for s, a in sorted(slots.items())})
 pulumi.export("containers", {
     "nginx": router.container_name, "worker": worker.container_name, "flower": flower.container_name,
     "postgres": postgres.container_name, "redis": redis.container_name,

@@ -1,4 +1,6 @@
-"""One blue/green slot of the app: `replicas` uvicorn containers on both networks."""
+"""One blue/green slot of the app, released in the order components/release.py
+describes: pre-migration backup, migrations, `replicas` uvicorn containers on
+both networks, smoke check."""
 
 from __future__ import annotations
 
@@ -8,7 +10,9 @@ from typing import Optional, Sequence
 import pulumi
 import pulumi_docker as docker
 
+from components import release
 from components.containers import ContainerSpec, Healthcheck, hardened_container, pulled_image
+from components.docker_host import DockerHost
 from settings.naming import APP_PORT, Naming
 
 
@@ -23,12 +27,22 @@ class AppSlotArgs:
     envs: Sequence[pulumi.Input[str]]
     frontend_network: pulumi.Input[str]
     backend_network: pulumi.Input[str]
+    host: DockerHost
+    # nginx's image: its busybox wget probes the replicas in the smoke check.
+    probe_image: str
+    # The data services (and the backup job) the release steps need running.
     depends_on: Sequence[pulumi.Resource] = ()
+    # Shell command on the host that takes a verified PostgreSQL backup.
+    backup_command: Optional[str] = None
+    # Another slot's migration: two migrations never run at once.
+    migrate_after: Sequence[pulumi.Resource] = ()
 
 
 class AppSlot(pulumi.ComponentResource):
     image: docker.RemoteImage
     containers: list[docker.Container]
+    migration: pulumi.CustomResource
+    smoke_check: pulumi.CustomResource
 
     def __init__(self, name: str, args: AppSlotArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("shia-chatbot:app:AppSlot", name, None, opts)
@@ -37,6 +51,21 @@ class AppSlot(pulumi.ComponentResource):
         self.image_ref = args.image
         self.image = pulled_image(f"{n.env}-app-{args.slot}-image", args.image, pulumi.ResourceOptions(parent=self))
         self.container_names = [n.app_container(args.slot, i) for i in range(1, args.replicas + 1)]
+        step = f"{n.env}-app-{args.slot}"
+
+        # 1. A verified backup of the database this image is about to migrate.
+        before_migration = list(args.depends_on)
+        self.backup = None
+        if args.backup_command:
+            self.backup = release.pre_migration_backup(
+                args.host, f"{step}-backup", command=args.backup_command, image=args.image,
+                parent=self, after=args.depends_on)
+            before_migration.append(self.backup)
+        # 2. Migrations, once, with the new image.
+        self.migration = release.migrate(
+            args.host, f"{step}-migrate", image=args.image, network=n.network("backend"), envs=args.envs,
+            memory_mb=args.memory_mb, parent=self, after=[*before_migration, *args.migrate_after, self.image])
+        # 3. The replicas, each created healthy (wait=True).
         self.containers = []
         for index, cname in enumerate(self.container_names, start=1):
             aliases = [f"app-{args.slot}-{index}", f"app-{args.slot}"]
@@ -60,8 +89,12 @@ class AppSlot(pulumi.ComponentResource):
                 # A replica keeps its name across image changes; only the idle slot
                 # is ever released to, so removing it first costs no traffic.
                 pulumi.ResourceOptions(parent=self, delete_before_replace=True,
-                                       depends_on=list(args.depends_on)),
+                                       depends_on=[*args.depends_on, self.migration]),
             ))
+        # 4. Every replica answers /health?check_services=true on nginx's network path.
+        self.smoke_check = release.smoke_check(
+            args.host, f"{step}-smoke", network=n.network("frontend"), probe_image=args.probe_image,
+            targets=self.upstream_servers(), image=args.image, replicas=self.containers, parent=self)
         self.register_outputs({"containers": self.container_names, "image": args.image})
 
     def upstream_servers(self) -> list[str]:

@@ -1,0 +1,76 @@
+"""The named steps of a blue/green release, each a command on the Docker host.
+
+A slot's release runs, in this order (components/app.py wires it):
+  1. pre-migration backup of PostgreSQL (the backup component's own script)
+  2. migrations: `alembic upgrade head`, once, with the slot's image
+  3. the slot's replicas start and are healthy (container healthchecks)
+  4. smoke check: /health?check_services=true on every replica, from the frontend
+     network (nginx's path to the replicas), with nginx's own image as the probe
+and the switch (components/router.py) depends on step 4 of the target slot.
+
+Steps 1, 2 and 4 run when, and only when, their triggers change: the slot's
+image for 1 and 2; the image and the replicas' ids for 4. A switch changes none
+of them, so switching back and forth never re-runs a migration.
+"""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+from typing import Sequence
+
+import pulumi
+
+from components.docker_host import DockerHost
+
+_SCRIPTS = Path(__file__).parent / "scripts"
+
+
+def script(name: str, **params: object) -> str:
+    """A script from components/scripts with its parameters set as shell variables above it."""
+    header = "".join(f"{key}={shlex.quote(str(value))}\n" for key, value in params.items())
+    return header + (_SCRIPTS / name).read_text()
+
+
+def env_file(envs: Sequence[pulumi.Input[str]]) -> pulumi.Output[str]:
+    """KEY=VALUE lines for `docker run --env-file /dev/stdin`; secret if any entry is."""
+    return pulumi.Output.all(*envs).apply(lambda entries: "".join(f"{e}\n" for e in entries))
+
+
+def pre_migration_backup(
+    host: DockerHost, name: str, *, command: str, image: str, parent: pulumi.Resource,
+    after: Sequence[pulumi.Resource],
+) -> pulumi.CustomResource:
+    return host.command(
+        name,
+        create=command,
+        triggers=[image],
+        opts=pulumi.ResourceOptions(parent=parent, depends_on=list(after)),
+    )
+
+
+def migrate(
+    host: DockerHost, name: str, *, image: str, network: str, envs: Sequence[pulumi.Input[str]],
+    memory_mb: int, parent: pulumi.Resource, after: Sequence[pulumi.Resource],
+) -> pulumi.CustomResource:
+    return host.command(
+        name,
+        create=script("migrate.sh", NAME=name, IMAGE=image, NETWORK=network, MEMORY_MB=memory_mb),
+        stdin=env_file(envs),
+        triggers=[image],
+        opts=pulumi.ResourceOptions(parent=parent, depends_on=list(after)),
+    )
+
+
+def smoke_check(
+    host: DockerHost, name: str, *, network: str, probe_image: str, targets: Sequence[str], image: str,
+    replicas: Sequence[pulumi.Resource], parent: pulumi.Resource, attempts: int = 10, pause_seconds: int = 3,
+) -> pulumi.CustomResource:
+    return host.command(
+        name,
+        create=script("smoke-check.sh", NETWORK=network, PROBE_IMAGE=probe_image, TARGETS=" ".join(targets),
+                      ATTEMPTS=attempts, PAUSE=pause_seconds),
+        triggers=[image, *[r.id for r in replicas]],
+        opts=pulumi.ResourceOptions(parent=parent, depends_on=list(replicas)),
+    )
+

@@ -1,0 +1,24 @@
+# Smoke-check every replica of a slot from inside the Docker network, on the
+# path nginx uses (the frontend network), with a throwaway probe container of
+# nginx's image (busybox wget). Parameters (NETWORK, PROBE_IMAGE, TARGETS,
+# ATTEMPTS, PAUSE) are set above this text by components/release.py. Exits
+# non-zero if any replica is not healthy; the switch depends on this step.
+set -eu
+for target in ${TARGETS}; do
+    attempt=1
+    while :; do
+        body=$(docker run --rm --network "${NETWORK}" --memory 64m --security-opt no-new-privileges:true \
+            --entrypoint wget "${PROBE_IMAGE}" -q -T 5 -O - "http://${target}/health?check_services=true" \
+            2>/dev/null) || body=""
+        if printf '%s' "${body}" | grep -Eq '"status" *: *"healthy"'; then
+            echo "smoke: ${target} healthy"
+            break
+        fi
+        if [ "${attempt}" -ge "${ATTEMPTS}" ]; then
+            echo "smoke: ${target} not healthy after ${ATTEMPTS} attempts: ${body:-no answer}" >&2
+            exit 1
+        fi
+        attempt=$((attempt + 1))
+        sleep "${PAUSE}"
+    done
+done
