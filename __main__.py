@@ -9,9 +9,13 @@ import pulumi
 
 from components.app import AppSlot, AppSlotArgs
 from components.app_env import AppEnvironment
+from components.backups import Backups, BackupsArgs
 from components.docker_host import DockerHost, DockerHostArgs
 from components.minio import Minio, MinioArgs
+from components.monitoring import Monitoring, MonitoringArgs
+from components.monitoring_config import ScrapeTargets
 from components.network import Networks, NetworksArgs
+from components.offsite import offsite_target
 from components.postgres import Postgres, PostgresArgs
 from components.qdrant import Qdrant, QdrantArgs
 from components.redis import Redis, RedisArgs
@@ -39,14 +43,21 @@ def data_args(service: str) -> dict:
 
 
 postgres = Postgres(naming.container("postgres"), PostgresArgs(
-    **data_args("postgres"), password=secrets["postgresPassword"],
+    **data_args("postgres"), password=secrets["postgresPassword"], host=host,
     max_connections=cfg.postgres_max_connections), on_host)
 redis = Redis(naming.container("redis"), RedisArgs(**data_args("redis"), password=secrets["redisPassword"]), on_host)
 qdrant = Qdrant(naming.container("qdrant"), QdrantArgs(**data_args("qdrant"), api_key=secrets["qdrantApiKey"]), on_host)
 minio = Minio(naming.container("minio"), MinioArgs(
     **data_args("minio"), root_user=secrets["minioRootUser"], root_password=secrets["minioRootPassword"],
     host=host), on_host)
-data_services = [postgres.container, redis.container, qdrant.container, minio.container]
+data_services = [*postgres.ready, redis.container, qdrant.container, minio.container]
+
+# Scheduled and pre-migration backups of all four, copied off-site (S3 or dev's MinIO).
+backups = Backups(naming.container("backup"), BackupsArgs(
+    naming=naming, config=cfg.backups, postgres_image=cfg.images.postgres, minio_image=cfg.images.minio,
+    memory_mb=cfg.memory_mb["backup"], backend_network=networks.backend.name,
+    postgres=postgres, redis=redis, qdrant=qdrant, minio=minio, secrets=secrets,
+    offsite=offsite_target(cfg, naming, secrets)), on_host)
 
 app_envs = AppEnvironment(cfg=cfg, naming=naming, secrets=secrets).envs()
 
@@ -57,8 +68,8 @@ def app_slot(slot: str, migrate_after: list) -> AppSlot:
         naming=naming, slot=slot, image=spec.image, replicas=spec.replicas,
         uvicorn_workers=cfg.uvicorn_workers, memory_mb=cfg.memory_mb["app"], envs=app_envs,
         frontend_network=networks.frontend.name, backend_network=networks.backend.name,
-        host=host, probe_image=cfg.images.nginx, depends_on=data_services,
-        migrate_after=migrate_after), on_host)
+        host=host, probe_image=cfg.images.nginx, depends_on=[*data_services, backups.container],
+        backup_command=backups.pre_migration_command, migrate_after=migrate_after), on_host)
 
 
 # The active slot first; any other slot migrates after it, never at the same time.
@@ -67,9 +78,9 @@ slots = {cfg.active_slot: active}
 for idle in sorted(set(cfg.slots) - {cfg.active_slot}):
     slots[idle] = app_slot(idle, migrate_after=[active.migration])
 
-celery = dict(naming=naming, slot=cfg.active_slot, image=active.image, envs=app_envs,
+celery = dict(naming=naming, slot=cfg.active_slot, image=active.image, envs=app_envs, log_level=cfg.app.log_level,
               frontend_network=networks.frontend.name, backend_network=networks.backend.name,
-              depends_on=[redis.container, postgres.container, active.migration])
+              depends_on=[redis.container, *postgres.ready, active.migration])
 worker = Worker(naming.resource("worker"), CeleryArgs(**celery, memory_mb=cfg.memory_mb["worker"]), on_host)
 flower = Flower(naming.resource("flower"), FlowerArgs(
     **celery, memory_mb=cfg.memory_mb["flower"], user=f"{env}-ops",
@@ -90,6 +101,23 @@ router = Router(naming.resource("router"), RouterArgs(
     tls=cfg.tls, frontend_network=networks.frontend.name, switch_after=[active.smoke_check],
 ), on_host)
 
+# Monitoring at the environment's level. A switch or a replica change alters
+# only `targets`, which reach the running Prometheus without replacing it.
+monitoring = Monitoring(naming.resource("monitoring"), MonitoringArgs(
+    naming=naming, host=host, settings=cfg.monitoring, images=cfg.images, memory_mb=cfg.memory_mb,
+    backend_network=networks.backend.name,
+    targets=ScrapeTargets(slots={s: a.container_names for s, a in slots.items()}, active_slot=cfg.active_slot,
+                          worker=worker.container_name, flower=flower.container_name),
+    flower_user=f"{env}-ops", flower_password=secrets["flowerPassword"],
+    postgres_password=secrets["postgresPassword"], redis_password=secrets["redisPassword"],
+    qdrant_api_key=secrets["qdrantApiKey"],
+    backup_schedule=cfg.backups.schedule, backup_metrics_volume=backups.metrics_volume.name,
+    smtp=cfg.smtp, smtp_password=secrets.provider_keys.get("SMTP_PASSWORD"),
+    webhook_url=secrets.alert_webhook_url,
+    data_services=data_services,
+    scrape_after=[*(c for a in slots.values() for c in a.containers), worker.container, flower.container],
+), on_host)
+
 pulumi.export("environment", env)
 pulumi.export("url", cfg.public_url)
 pulumi.export("activeSlot", cfg.active_slot)
@@ -102,6 +130,8 @@ pulumi.export("containers", {
 pulumi.export("database", naming.database)
 pulumi.export("collection", naming.collection)
 pulumi.export("buckets", minio.buckets)
+pulumi.export("backupBucket", backups.bucket)
 pulumi.export("routerConfigSha256", digest(router.rendered))
 pulumi.export("flowerUser", f"{env}-ops")
 pulumi.export("flowerPassword", secrets["flowerPassword"])
+pulumi.export("monitoring", {"level": monitoring.level, "containers": monitoring.container_names})

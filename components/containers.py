@@ -47,6 +47,8 @@ class ContainerSpec:
     envs: Sequence[pulumi.Input[str]] = field(default_factory=list)
     volumes: Sequence[docker.ContainerVolumeArgs] = field(default_factory=list)
     ports: Sequence[docker.ContainerPortArgs] = field(default_factory=list)
+    # Files copied in before the first start; any change replaces the container.
+    uploads: Sequence[docker.ContainerUploadArgs] = field(default_factory=list)
     slot: Optional[str] = None
     wait: bool = True
     stop_timeout: int = 30
@@ -70,6 +72,7 @@ def hardened_container(
         ],
         volumes=list(spec.volumes) or None,
         ports=list(spec.ports) or None,
+        uploads=list(spec.uploads) or None,
         healthcheck=spec.healthcheck.args(),
         restart="unless-stopped",
         memory=spec.memory_mb,

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Optional
 
 import pulumi
 
 from components.containers import Healthcheck
 from components.data_service import DataService, DataServiceArgs, DataServiceSpec
+from components.docker_host import DockerHost
+
+SET_PASSWORD_SCRIPT = (Path(__file__).parent / "scripts" / "postgres-set-password.sh").read_text()
 
 
 @dataclass(frozen=True, kw_only=True)
 class PostgresArgs(DataServiceArgs):
     password: pulumi.Input[str]
+    host: DockerHost
     max_connections: int = 200
 
 
@@ -40,6 +46,22 @@ class Postgres(DataService):
             ],
             healthcheck=Healthcheck(test=["CMD-SHELL", 'pg_isready -U "$POSTGRES_USER" -d "$POSTGRES_DB"']),
         )
-        super().__init__("Postgres", name, args, spec, opts)
         self.database = naming.database
         self.user = naming.database_user
+        super().__init__("Postgres", name, args, spec, opts)
+
+    def _extend(self, args: PostgresArgs) -> None:
+        # Runs whenever the password changes (rotation), on the running server,
+        # before anything that connects with the new password (see `ready`).
+        self.password_step = args.host.command(
+            f"{self.container_name}-set-password",
+            create=f"docker exec -i {self.container_name} sh -c {shlex.quote(SET_PASSWORD_SCRIPT)}",
+            stdin=pulumi.Output.concat(args.password, "\n"),
+            triggers=[args.password],
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.container]),
+        )
+
+    @property
+    def ready(self) -> list[pulumi.Resource]:
+        """Depend on these to connect: the server is up and has the current password."""
+        return [self.container, self.password_step]

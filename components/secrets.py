@@ -79,6 +79,9 @@ class Secrets(pulumi.ComponentResource):
             if value is not None:
                 self.provider_keys[env_var] = value
 
+        # Not an app variable: only Alertmanager gets it.
+        self.alert_webhook_url: Optional[pulumi.Output[str]] = config.get_secret("alertWebhookUrl")
+
         self.register_outputs({})
 
     def __getitem__(self, key: str) -> pulumi.Output[str]:

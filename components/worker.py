@@ -26,6 +26,9 @@ class CeleryArgs:
     memory_mb: int
     frontend_network: pulumi.Input[str]
     backend_network: pulumi.Input[str]
+    # The app's LOG_LEVEL; the worker's own --loglevel follows it (the guide's
+    # fixed `info` would log below prod's WARNING).
+    log_level: str = "INFO"
     depends_on: Sequence[pulumi.Resource] = ()
 
 
@@ -44,7 +47,7 @@ class Worker(pulumi.ComponentResource):
                 service="worker",
                 slot=args.slot,
                 memory_mb=args.memory_mb,
-                command=["celery", "-A", "src.app.tasks", "worker", "--loglevel=info",
+                command=["celery", "-A", "src.app.tasks", "worker", f"--loglevel={args.log_level.lower()}",
                          f"--concurrency={WORKER_CONCURRENCY}"],
                 envs=args.envs,
                 # frontend for egress to the LLM providers; backend for Redis/Postgres.

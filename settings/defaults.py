@@ -28,6 +28,14 @@ IMAGES: dict[str, str] = {
     "qdrant": "qdrant/qdrant:v1.12.4",
     "minio": "minio/minio:RELEASE.2024-10-13T13-34-11Z",
     "nginx": "nginx:1.27.2-alpine",
+    # Monitoring (level full and up). Rules and configs are checked with Debian's
+    # promtool 2.42 and amtool 0.25, so they use nothing newer than those know.
+    "prometheus": "prom/prometheus:v2.54.1",
+    "alertmanager": "prom/alertmanager:v0.27.0",
+    "postgresExporter": "prometheuscommunity/postgres-exporter:v0.15.0",
+    # The -alpine variant: the default one is FROM scratch, with no shell for a healthcheck.
+    "redisExporter": "oliver006/redis_exporter:v1.66.0-alpine",
+    "nodeExporter": "prom/node-exporter:v1.8.2",
 }
 
 # Memory limits in MiB per container. The app's 2 GiB matches the guide's
@@ -35,11 +43,19 @@ IMAGES: dict[str, str] = {
 _MEMORY_SMALL = {
     "app": 1024, "worker": 768, "flower": 256, "postgres": 512,
     "redis": 384, "qdrant": 1024, "minio": 512, "nginx": 128,
+    "prometheus": 512, "alertmanager": 128, "postgres-exporter": 128, "redis-exporter": 64, "node-exporter": 64,
+    "backup": 256,
 }
 _MEMORY_PROD = {
     "app": 2048, "worker": 1536, "flower": 256, "postgres": 2048,
     "redis": 768, "qdrant": 4096, "minio": 1024, "nginx": 256,
+    "prometheus": 1024, "alertmanager": 128, "postgres-exporter": 128, "redis-exporter": 64, "node-exporter": 64,
+    "backup": 512,
 }
+
+# Off-site backups of stage and prod go to S3 in this region (a stack file may
+# set backups.s3Region to keep them near its host); dev copies into its own MinIO.
+BACKUP_S3_REGION = "eu-central-1"
 
 ENVIRONMENTS: dict[str, dict[str, Any]] = {
     "dev": {
@@ -61,8 +77,8 @@ ENVIRONMENTS: dict[str, dict[str, Any]] = {
             "dbMaxOverflow": 2,
         },
         "postgresMaxConnections": 150,
-        "backups": {"schedule": "none", "retentionDays": 7},
-        "monitoring": {"level": "basic"},
+        "backups": {"schedule": "none", "retentionDays": 7, "offsite": "minio"},
+        "monitoring": {"level": "basic", "retentionDays": 7},
         "memoryMb": _MEMORY_SMALL,
     },
     "stage": {
@@ -81,8 +97,9 @@ ENVIRONMENTS: dict[str, dict[str, Any]] = {
             "dbMaxOverflow": 5,
         },
         "postgresMaxConnections": 300,
-        "backups": {"schedule": "daily", "retentionDays": 14},
-        "monitoring": {"level": "full"},
+        "backups": {"schedule": "daily", "retentionDays": 14, "offsite": "s3",
+                    "s3Region": BACKUP_S3_REGION, "s3Bucket": "shia-chatbot-stage-backups"},
+        "monitoring": {"level": "full", "retentionDays": 15},
         "memoryMb": _MEMORY_SMALL,
     },
     "prod": {
@@ -101,8 +118,9 @@ ENVIRONMENTS: dict[str, dict[str, Any]] = {
             "dbMaxOverflow": 4,
         },
         "postgresMaxConnections": 500,
-        "backups": {"schedule": "hourly+daily", "retentionDays": 30},
-        "monitoring": {"level": "full+alerts"},
+        "backups": {"schedule": "hourly+daily", "retentionDays": 30, "offsite": "s3",
+                    "s3Region": BACKUP_S3_REGION, "s3Bucket": "shia-chatbot-prod-backups"},
+        "monitoring": {"level": "full+alerts", "retentionDays": 30},
         "memoryMb": _MEMORY_PROD,
     },
 }

@@ -24,7 +24,7 @@ PROJECT = "shia-chatbot"
 SECRET_KEYS: tuple[str, ...] = (
     "openaiApiKey", "anthropicApiKey", "googleApiKey", "cohereApiKey",
     "openrouterApiKey", "langfusePublicKey", "langfuseSecretKey", "smtpPassword",
-    "sshPrivateKey",
+    "sshPrivateKey", "alertWebhookUrl",
 )
 
 _SSH_HOST = re.compile(r"^ssh://(?P<user>[A-Za-z0-9._-]+)@(?P<host>[A-Za-z0-9.-]+)(?::(?P<port>\d{1,5}))?$")
@@ -158,6 +158,11 @@ def _check_relations(cfg: StackConfig, stack: str) -> list[str]:
             f"{_key('postgresMaxConnections')} = {cfg.postgres_max_connections}: too low for "
             f"{budget} possible connections (replicas x uvicornWorkers {cfg.uvicorn_workers} x "
             f"(app.dbPoolSize + app.dbMaxOverflow), plus the worker and jobs); raise it or lower those"
+        )
+    if cfg.monitoring.alert_email and cfg.smtp is None:
+        problems.append(
+            f"{_key('monitoring.alertEmail')} = {json.dumps(cfg.monitoring.alert_email)}: e-mail alerts "
+            f"are sent through {_key('smtp')}; set smtp.host, smtp.user and smtp.fromEmail"
         )
     from components.secrets import GENERATED  # the secret names live with the secrets
 

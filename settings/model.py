@@ -9,15 +9,22 @@ from __future__ import annotations
 import re
 from typing import Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 Environment = Literal["dev", "stage", "prod"]
 SlotName = Literal["blue", "green"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 BackupSchedule = Literal["none", "daily", "hourly+daily"]
+OffsiteKind = Literal["minio", "s3"]
 MonitoringLevel = Literal["basic", "full", "full+alerts"]
-Service = Literal["app", "worker", "flower", "postgres", "redis", "qdrant", "minio", "nginx"]
+Service = Literal[
+    "app", "worker", "flower", "postgres", "redis", "qdrant", "minio", "nginx",
+    # Monitoring, from level full (alertmanager: full+alerts only).
+    "prometheus", "alertmanager", "postgres-exporter", "redis-exporter", "node-exporter",
+    # The backup job's container (components/backups.py).
+    "backup",
+]
 
 SLOT_NAMES: tuple[str, ...] = ("blue", "green")
 WORKER_CONCURRENCY = 4  # celery --concurrency, the guide's figure
@@ -27,6 +34,9 @@ RESERVED_CONNECTIONS = 10  # migrations, backups, exporters, an operator's psql
 # carries a tag (the registry part may hold a port, `registry:5000/app`).
 _DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
 _TAGGED = re.compile(r"^[^\s@]+:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+# S3 bucket names without dots: a dotted name breaks TLS on virtual-hosted URLs.
+_S3_BUCKET = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
 def image_is_pinned(ref: str) -> bool:
@@ -79,6 +89,11 @@ class ImagesConfig(_Model):
     qdrant: str
     minio: str
     nginx: str
+    prometheus: str
+    alertmanager: str
+    postgres_exporter: str
+    redis_exporter: str
+    node_exporter: str
 
     @field_validator("*")
     @classmethod
@@ -89,10 +104,43 @@ class ImagesConfig(_Model):
 class BackupsConfig(_Model):
     schedule: BackupSchedule
     retention_days: int = Field(ge=1, le=3650)
+    # Where every verified backup is copied: the stack's own MinIO bucket
+    # `<env>-backups`, or an S3 bucket the stack makes (s3Bucket in s3Region).
+    # The bucket name is fixed in config, not generated: after losing a host
+    # (and perhaps the Pulumi state) it is what an operator must find.
+    offsite: OffsiteKind = "minio"
+    s3_region: Optional[str] = None
+    s3_bucket: Optional[str] = None
+
+    @field_validator("s3_bucket")
+    @classmethod
+    def _bucket_name(cls, v: Optional[str]) -> Optional[str]:
+        if v is not None and not _S3_BUCKET.match(v):
+            raise ValueError("must be 3-63 lowercase letters, digits or '-', starting and ending with a letter or digit")
+        return v
+
+    @model_validator(mode="after")
+    def _s3_complete(self) -> "BackupsConfig":
+        if self.offsite == "s3" and not (self.s3_region and self.s3_bucket):
+            raise ValueError("offsite 's3' needs both s3Region and s3Bucket")
+        return self
 
 
 class MonitoringConfig(_Model):
     level: MonitoringLevel
+    # How long Prometheus keeps samples (--storage.tsdb.retention.time).
+    retention_days: int = Field(ge=1, le=3650)
+    # Alert e-mail recipients (level full+alerts), sent through `smtp`. A webhook
+    # receiver is added when the secret `alertWebhookUrl` is set.
+    alert_email: list[str] = Field(default_factory=list)
+
+    @field_validator("alert_email")
+    @classmethod
+    def _addresses(cls, v: list[str]) -> list[str]:
+        for address in v:
+            if not _EMAIL.match(address):
+                raise ValueError(f"{address!r} is not an e-mail address")
+        return v
 
 
 class TlsConfig(_Model):

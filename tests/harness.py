@@ -35,6 +35,13 @@ def stack_config(stack: str) -> dict[str, Any]:
     return {k.split(":", 1)[1]: v for k, v in data["config"].items()}
 
 
+def mock_password(name: str, length: int, keepers: Any) -> str:
+    """What the mock makes a RandomPassword's result: new whenever its keepers change,
+    as the real provider regenerates it. Made up per run, never a fixture literal."""
+    seed = f"mock:{name}:{json.dumps(keepers, sort_keys=True)}"
+    return hashlib.sha256(seed.encode()).hexdigest()[:length]
+
+
 class _Mocks(pulumi.runtime.Mocks):
     def __init__(self, preview: bool):
         self.preview = preview
@@ -42,8 +49,7 @@ class _Mocks(pulumi.runtime.Mocks):
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
         state = dict(args.inputs)
         if args.typ == "random:index/randomPassword:RandomPassword" and not self.preview:
-            # Made up per run: a test-time value, never a literal in a fixture.
-            state["result"] = hashlib.sha256(f"mock:{args.name}".encode()).hexdigest()[: int(args.inputs["length"])]
+            state["result"] = mock_password(args.name, int(args.inputs["length"]), args.inputs.get("keepers"))
         # In preview, leaving `result` out makes it unknown, as in a first preview.
         return f"{args.name}-id", state
 

@@ -47,6 +47,8 @@ def test_switch_touches_only_the_router_config_worker_and_flower(blue_live):
         "prod-router-config",
         "prod-worker-blue", "prod-worker-green",
         "prod-flower-blue", "prod-flower-green",
+        # The scrape targets (slot labels, the new worker); not Prometheus itself.
+        "prod-prometheus-targets-app", "prod-prometheus-targets-celery",
     }
     # Not the nginx container, no app replica, no data service, no volume, no step of a slot.
     conf = green_live.named("prod-router-config").plain("stdin")
@@ -75,7 +77,7 @@ def test_scaling_the_active_slot_changes_its_replicas_smoke_and_router_only(blue
     bigger = {**prod(), "postgresMaxConnections": 600}
     scaled = harness.run("prod", {**bigger, "slots": {"blue": {**BLUE, "replicas": 3}, "green": GREEN}})
     assert changed(harness.run("prod", bigger), scaled) == {
-        "prod-app-blue-3", "prod-app-blue-smoke", "prod-router-config"}
+        "prod-app-blue-3", "prod-app-blue-smoke", "prod-router-config", "prod-prometheus-targets-app"}
 
 
 def _depends(run: harness.Run, name: str, on: str) -> bool:

@@ -12,7 +12,7 @@ import pytest
 
 from components.router_config import RouterSpec, TlsFiles
 from nginx_lab import Load, Nginx, Upstream, free_port, get, wait_for_port
-from tools import need
+from real_tools import need
 
 # High enough that the load test measures the switch, not the limiter (tested on its own below).
 UNLIMITED = 6_000_000

@@ -25,13 +25,8 @@ def _plaintext_strings(value, inside_secret=False):
 
 
 def _generated_values(run: harness.Run) -> dict[str, str]:
-    # The mock makes each RandomPassword's result from its name (harness._Mocks).
-    import hashlib
-
-    return {
-        r.name: hashlib.sha256(f"mock:{r.name}".encode()).hexdigest()[: int(r.plain("length"))]
-        for r in run.of_type(PASSWORD)
-    }
+    return {r.name: harness.mock_password(r.name, int(r.plain("length")), r.plain("keepers"))
+            for r in run.of_type(PASSWORD)}
 
 
 @pytest.mark.parametrize("stack", harness.STACKS)

@@ -1,0 +1,175 @@
+"""Where verified backups are copied off the host: an S3 bucket made here (stage,
+prod) or the stack's own MinIO bucket `<env>-backups` (dev).
+
+The backup job reaches either through mc's `offsite` alias, given as one secret
+environment variable (MC_HOST_offsite = scheme://key:secret@host), so the job is
+the same everywhere and no credential is written to a file.
+
+The S3 bucket has versioning, default encryption, every public access blocked,
+a TLS-only policy and expiry matching backups.retentionDays. Its IAM user may add
+and read backups and nothing else: no delete, so whoever holds the host cannot
+erase the off-site copies; they go only by the bucket's own lifecycle.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Optional
+
+import pulumi
+import pulumi_aws.iam as iam
+import pulumi_aws.s3 as s3
+from pulumi_aws import Provider, ProviderDefaultTagsArgs
+
+from components.secrets import Secrets
+from settings.load import PROJECT
+from settings.model import StackConfig
+from settings.naming import MINIO_PORT, Naming
+
+# The backup job writes sets under sets/ and the MinIO mirror under minio/ (lib/offsite.sh).
+SETS_PREFIX = "sets/"
+MIRROR_PREFIX = "minio/"
+
+# Everything the job's `mc mirror` needs, on this bucket only: find the bucket and
+# list it, add objects (multipart included) and read them back for a restore.
+BUCKET_ACTIONS = ("s3:GetBucketLocation", "s3:ListBucket")
+OBJECT_ACTIONS = ("s3:PutObject", "s3:GetObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts")
+
+
+@dataclass(frozen=True)
+class OffsiteTarget:
+    """What the backup job needs to reach its off-site copy."""
+
+    bucket: str
+    mc_host: pulumi.Output[str]  # secret: the MC_HOST_offsite URL, credentials included
+    needs_egress: bool  # AWS is off the host; the stack's MinIO is on the backend network
+
+
+def offsite_target(cfg: StackConfig, naming: Naming, secrets: Secrets) -> OffsiteTarget:
+    """The target backups.offsite selects for this stack."""
+    if cfg.backups.offsite == "s3":
+        return S3Offsite(naming.resource("backup-offsite"), S3OffsiteArgs(
+            naming=naming, region=cfg.backups.s3_region, bucket=cfg.backups.s3_bucket,
+            retention_days=cfg.backups.retention_days,
+        )).target
+    return OffsiteTarget(bucket=naming.bucket("backups"), mc_host=stack_minio_url(secrets), needs_egress=False)
+
+
+def stack_minio_url(secrets: Secrets) -> pulumi.Output[str]:
+    """The stack's MinIO as an mc alias URL, reached by its alias on the backend network (secret)."""
+    return pulumi.Output.secret(pulumi.Output.format(
+        "http://{0}:{1}@minio:{2}", secrets["minioRootUser"], secrets["minioRootPassword"], MINIO_PORT))
+
+
+def bucket_arn(bucket: str) -> str:
+    return f"arn:aws:s3:::{bucket}"
+
+
+def tls_only_policy(bucket: str) -> str:
+    arn = bucket_arn(bucket)
+    return json.dumps({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Sid": "DenyInsecureTransport",
+            "Effect": "Deny",
+            "Principal": "*",
+            "Action": "s3:*",
+            "Resource": [arn, f"{arn}/*"],
+            "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+        }],
+    })
+
+
+def backup_job_policy(bucket: str) -> str:
+    arn = bucket_arn(bucket)
+    return json.dumps({
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Sid": "FindAndListTheBucket", "Effect": "Allow", "Action": list(BUCKET_ACTIONS), "Resource": arn},
+            {"Sid": "AddAndReadBackups", "Effect": "Allow", "Action": list(OBJECT_ACTIONS), "Resource": f"{arn}/*"},
+        ],
+    })
+
+
+def lifecycle_rules(retention_days: int) -> list[s3.BucketLifecycleConfigurationRuleArgs]:
+    """Sets expire after the retention; a mirrored document overwritten or deleted
+    keeps its old version for as long. Unfinished uploads go after a day."""
+    abort = s3.BucketLifecycleConfigurationRuleAbortIncompleteMultipartUploadArgs(days_after_initiation=1)
+    return [
+        s3.BucketLifecycleConfigurationRuleArgs(
+            id="expire-backup-sets", status="Enabled",
+            filter=s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=SETS_PREFIX),
+            expiration=s3.BucketLifecycleConfigurationRuleExpirationArgs(days=retention_days),
+            # An expired set becomes a noncurrent version; nothing needs it after that.
+            noncurrent_version_expiration=s3.BucketLifecycleConfigurationRuleNoncurrentVersionExpirationArgs(
+                noncurrent_days=1),
+            abort_incomplete_multipart_upload=abort,
+        ),
+        s3.BucketLifecycleConfigurationRuleArgs(
+            id="expire-old-document-versions", status="Enabled",
+            filter=s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=MIRROR_PREFIX),
+            noncurrent_version_expiration=s3.BucketLifecycleConfigurationRuleNoncurrentVersionExpirationArgs(
+                noncurrent_days=retention_days),
+            abort_incomplete_multipart_upload=abort,
+        ),
+    ]
+
+
+@dataclass(frozen=True, kw_only=True)
+class S3OffsiteArgs:
+    naming: Naming
+    region: str
+    bucket: str
+    retention_days: int
+
+
+class S3Offsite(pulumi.ComponentResource):
+    bucket: s3.Bucket
+    user: iam.User
+    access_key: iam.AccessKey
+    target: OffsiteTarget
+
+    def __init__(self, name: str, args: S3OffsiteArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("shia-chatbot:backup:S3Offsite", name, None, opts)
+        env = args.naming.env
+        provider = Provider(f"{name}-aws", region=args.region, default_tags=ProviderDefaultTagsArgs(
+            tags={"project": PROJECT, "environment": env}), opts=pulumi.ResourceOptions(parent=self))
+        child = pulumi.ResourceOptions(parent=self, provider=provider)
+        # The copies must outlive the stack: kept on delete, and protected in prod.
+        self.bucket = s3.Bucket(name, bucket=args.bucket, force_destroy=False, opts=pulumi.ResourceOptions.merge(
+            child, pulumi.ResourceOptions(retain_on_delete=True, protect=env == "prod")))
+        bucket = self.bucket.id
+        s3.BucketOwnershipControls(f"{name}-ownership", bucket=bucket, rule=s3.BucketOwnershipControlsRuleArgs(
+            object_ownership="BucketOwnerEnforced"), opts=child)
+        public_block = s3.BucketPublicAccessBlock(
+            f"{name}-public-access", bucket=bucket, block_public_acls=True, block_public_policy=True,
+            ignore_public_acls=True, restrict_public_buckets=True, opts=child)
+        versioning = s3.BucketVersioning(
+            f"{name}-versioning", bucket=bucket,
+            versioning_configuration=s3.BucketVersioningVersioningConfigurationArgs(status="Enabled"), opts=child)
+        s3.BucketServerSideEncryptionConfiguration(f"{name}-encryption", bucket=bucket, rules=[
+            s3.BucketServerSideEncryptionConfigurationRuleArgs(
+                apply_server_side_encryption_by_default=(
+                    s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
+                        sse_algorithm="AES256"))),
+        ], opts=child)
+        # Noncurrent-version rules mean something only once versioning is on.
+        s3.BucketLifecycleConfiguration(
+            f"{name}-lifecycle", bucket=bucket, rules=lifecycle_rules(args.retention_days),
+            opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[versioning])))
+        # After the public access block: S3 refuses policy changes while that is being set.
+        s3.BucketPolicy(f"{name}-tls-only", bucket=bucket, policy=tls_only_policy(args.bucket),
+                        opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[public_block])))
+
+        self.user = iam.User(f"{name}-writer", name=f"{PROJECT}-{env}-backup", path=f"/{PROJECT}/", opts=child)
+        iam.UserPolicy(f"{name}-writer-policy", user=self.user.name, policy=backup_job_policy(args.bucket), opts=child)
+        # Its `secret` is a secret output in the provider's schema, so in state too.
+        self.access_key = iam.AccessKey(f"{name}-writer-key", user=self.user.name, opts=child)
+        self.target = OffsiteTarget(
+            bucket=args.bucket,
+            mc_host=pulumi.Output.secret(pulumi.Output.format(
+                "https://{0}:{1}@s3.{2}.amazonaws.com", self.access_key.id, self.access_key.secret, args.region)),
+            needs_egress=True,
+        )
+        self.register_outputs({"bucket": args.bucket, "user": self.user.name})

@@ -1,0 +1,205 @@
+"""Reading the program's resources the way the rules need them.
+
+During a first preview the generated passwords are unknown. The SDK's property
+proxy raises UnknownValueError when a check touches one, and the SDK turns the
+rest of that check into an advisory "can't run during preview" note. So the
+readers here skip unknown list entries and keep the first error: a check
+reports everything it can decide from known values, and only then, if a fact
+it needs is still unknown, raises that error (Env.settle does).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any, Iterable, Mapping, Optional, Sequence
+
+from pulumi_policy.proxy import UnknownValueError
+
+CONTAINER = "docker:index/container:Container"
+VOLUME = "docker:index/volume:Volume"
+NETWORK = "docker:index/network:Network"
+REMOTE_IMAGE = "docker:index/remoteImage:RemoteImage"
+DOCKER_PROVIDER = "pulumi:providers:docker"
+LOCAL_COMMAND = "command:local:Command"
+COMMANDS = (LOCAL_COMMAND, "command:remote:Command")
+STACK = "pulumi:pulumi:Stack"
+
+LABEL_PREFIX = "org.shia-chatbot"
+# Containers that run the app image with the app's environment.
+APP_SERVICES = ("app", "worker", "flower")
+DATA_SERVICES = ("postgres", "redis", "qdrant", "minio")
+ROUTER_CONFIG_SUFFIX = "-router-config"
+
+
+def known_items(seq: Optional[Sequence[Any]]) -> tuple[list[Any], Optional[UnknownValueError]]:
+    """The known entries of a list, and the error for the first unknown one."""
+    items: list[Any] = []
+    unknown: Optional[UnknownValueError] = None
+    for index in range(len(seq or ())):
+        try:
+            items.append(seq[index])
+        except UnknownValueError as error:
+            unknown = unknown or error
+    return items, unknown
+
+
+def label_map(props: Mapping[str, Any]) -> dict[str, str]:
+    entries, _ = known_items(props.get("labels"))
+    return {e["label"]: e.get("value", "") for e in entries}
+
+
+@dataclass(frozen=True)
+class Env:
+    """A container's `envs` ("KEY=VALUE" entries), known entries only."""
+
+    values: Mapping[str, str]
+    unknown: Optional[UnknownValueError]
+
+    @classmethod
+    def of(cls, props: Mapping[str, Any]) -> "Env":
+        entries, unknown = known_items(props.get("envs"))
+        values = {}
+        for entry in entries:
+            key, _, value = entry.partition("=")
+            values[key] = value  # a later entry wins, as in Docker
+        return cls(values, unknown)
+
+    def get(self, key: str) -> Optional[str]:
+        """The value of `key` among the known entries, else None."""
+        return self.values.get(key)
+
+    def settle(self, *keys: str) -> None:
+        """Raise the first unknown entry if one of `keys` is not among the known
+        entries: it may be that entry, so the check cannot finish during
+        preview. Call it after reporting what the known entries show, and
+        before reporting a key as unset. An unknown entry is assumed not to
+        redefine a key that is already known."""
+        if self.unknown is not None and any(key not in self.values for key in keys):
+            raise self.unknown
+
+
+class Container:
+    """A docker container's inputs, with the facts the rules ask about."""
+
+    def __init__(self, props: Mapping[str, Any]):
+        self.props = props
+
+    @classmethod
+    def of(cls, resource_type: str, props: Mapping[str, Any]) -> Optional["Container"]:
+        return cls(props) if resource_type == CONTAINER else None
+
+    @cached_property
+    def name(self) -> str:
+        return self.props.get("name") or ""
+
+    @cached_property
+    def image(self) -> str:
+        return self.props.get("image") or ""
+
+    @cached_property
+    def labels(self) -> dict[str, str]:
+        return label_map(self.props)
+
+    @cached_property
+    def command(self) -> list[str]:
+        return known_items(self.props.get("command"))[0]
+
+    @cached_property
+    def env(self) -> Env:
+        return Env.of(self.props)
+
+    @cached_property
+    def service(self) -> str:
+        """The label the program sets; else a guess from the image and command,
+        so a container that lost its label is still judged."""
+        labelled = self.labels.get(f"{LABEL_PREFIX}.service")
+        if labelled:
+            return labelled
+        repository = self.image.split("@")[0].rsplit("/", 1)[-1].split(":")[0]
+        words = " ".join(self.command)
+        if "celery" in words:
+            return "flower" if re.search(r"\bflower\b", words) else "worker"
+        if "uvicorn" in words:
+            return "app"
+        return repository
+
+    @cached_property
+    def slot(self) -> Optional[str]:
+        return self.labels.get(f"{LABEL_PREFIX}.slot")
+
+    @cached_property
+    def ports(self) -> list[Mapping[str, Any]]:
+        return known_items(self.props.get("ports"))[0]
+
+    @property
+    def publishes(self) -> bool:
+        return bool(self.ports) or bool(self.props.get("publishAllPorts"))
+
+    @property
+    def long_running(self) -> bool:
+        """False for one-shot containers (removed on exit, or not kept running)."""
+        return not self.props.get("rm") and self.props.get("mustRun", True) is not False
+
+
+def containers(resources: Iterable[Any]) -> list[tuple[Any, Container]]:
+    """(resource, Container) for every container among a stack policy's resources."""
+    return [(r, Container(r.props)) for r in resources if r.resource_type == CONTAINER]
+
+
+class RouterConfig:
+    """The rendered nginx config the router step writes (the command's stdin)."""
+
+    def __init__(self, text: str):
+        self.text = text
+
+    @staticmethod
+    def is_router_step(resource_type: str, name: str) -> bool:
+        return resource_type in COMMANDS and name.endswith(ROUTER_CONFIG_SUFFIX)
+
+    @cached_property
+    def active_slots(self) -> list[str]:
+        return re.findall(r"#\s*Active slot:\s*([A-Za-z0-9_-]+)", self.text)
+
+    @cached_property
+    def upstream_servers(self) -> list[str]:
+        servers: list[str] = []
+        for block in re.findall(r"\bupstream\s+\S+\s*\{(.*?)\}", self.text, re.S):
+            servers += re.findall(r"^\s*server\s+([^\s;]+)", block, re.M)
+        return servers
+
+    @cached_property
+    def server_blocks(self) -> list[str]:
+        """The text of every top-level `server { ... }` block."""
+        blocks: list[str] = []
+        for match in re.finditer(r"(?m)^\s*server\s*\{", self.text):
+            depth, start = 0, match.end() - 1
+            for index in range(start, len(self.text)):
+                depth += {"{": 1, "}": -1}.get(self.text[index], 0)
+                if depth == 0:
+                    blocks.append(self.text[start:index + 1])
+                    break
+        return blocks
+
+    @cached_property
+    def rate_per_minute(self) -> Optional[float]:
+        """The request rate of the first `limit_req_zone`, per minute."""
+        match = re.search(r"\blimit_req_zone\b[^;]*\brate=(\d+(?:\.\d+)?)r/([sm])", self.text)
+        if not match:
+            return None
+        return float(match[1]) * (60 if match[2] == "s" else 1)
+
+    @cached_property
+    def limits_requests(self) -> bool:
+        return re.search(r"^\s*limit_req\s+zone=", self.text, re.M) is not None
+
+
+def listens(block: str) -> list[tuple[int, str]]:
+    """(port, flags) of each `listen` directive in an nginx block."""
+    found = []
+    for address, flags in re.findall(r"^\s*listen\s+([^\s;]+)([^;]*);", block, re.M):
+        port = address.rsplit(":", 1)[-1]
+        if port.isdigit():
+            found.append((int(port), flags))
+    return found

@@ -1,0 +1,73 @@
+"""Rotating one secret (bumping `rotation.<name>`) changes that secret and its consumers only."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import harness
+from components.secrets import GENERATED
+
+PROD = harness.stack_config("prod")
+
+
+def _kebab(key: str) -> str:
+    return "".join(f"-{c.lower()}" if c.isupper() else c for c in key)
+
+
+def _fingerprints(run: harness.Run) -> dict[tuple[str, str], str]:
+    assert run.error is None, run.error
+    return {(r.type, r.name): json.dumps(r.inputs, sort_keys=True) for r in run.resources if r.custom}
+
+
+def _consumers(run: harness.Run, value: str) -> set[str]:
+    return {r.name for r in run.resources
+            if r.custom and r.type != "random:index/randomPassword:RandomPassword" and value in json.dumps(harness.unwrap(r.inputs))}
+
+
+@pytest.fixture(scope="module")
+def base() -> harness.Run:
+    return harness.run("prod", PROD)
+
+
+@pytest.mark.parametrize("secret", sorted(GENERATED))
+def test_rotating_one_secret_changes_it_and_its_consumers_only(base, secret):
+    rotated = harness.run("prod", {**PROD, "rotation": {secret: 1}})
+    before, after = _fingerprints(base), _fingerprints(rotated)
+    changed = {name for key in set(before) | set(after) if before.get(key) != after.get(key) for (_, name) in [key]}
+    password = f"prod-{_kebab(secret)}"
+    resource = next(r for r in base.resources if r.name == password)
+    old = harness.mock_password(password, int(resource.plain("length")), resource.plain("keepers"))
+    new_resource = next(r for r in rotated.resources if r.name == password)
+    new = harness.mock_password(password, int(new_resource.plain("length")), new_resource.plain("keepers"))
+    assert old != new
+    consumers = _consumers(base, old)
+    assert consumers, f"{secret} has no consumer"
+    assert consumers == _consumers(rotated, new)
+    assert changed == {password} | consumers
+    # State and the router never move on a rotation.
+    assert not any(name.endswith("_data") or name == "prod-nginx" or name == "prod-router-config" for name in changed)
+
+
+def test_rotating_the_database_password_also_sets_it_in_the_running_server(base):
+    rotated = harness.run("prod", {**PROD, "rotation": {"postgresPassword": 1}})
+    step = rotated.named("prod-postgres-set-password")
+    assert "ALTER ROLE" in step.plain("create")
+    assert harness.is_secret(step.inputs["stdin"])
+    # The app's new containers wait for the new password to be in the database.
+    app = next(r for r in rotated.resources if r.name == "prod-app-blue-1" and r.custom)
+    assert any(d.endswith("::prod-postgres-set-password") for d in app.dependencies)
+
+
+def test_known_consumers_of_each_secret(base):
+    def consumers_of(secret: str) -> set[str]:
+        name = f"prod-{_kebab(secret)}"
+        r = next(x for x in base.resources if x.name == name)
+        return _consumers(base, harness.mock_password(name, int(r.plain("length")), r.plain("keepers")))
+
+    app = {"prod-app-blue-1", "prod-app-blue-2", "prod-worker-blue", "prod-flower-blue", "prod-app-blue-migrate"}
+    assert app | {"prod-postgres", "prod-postgres-set-password"} <= consumers_of("postgresPassword")
+    assert app | {"prod-redis"} <= consumers_of("redisPassword")
+    assert "prod-flower-blue" in consumers_of("flowerPassword")
+    assert app <= consumers_of("secretKey") and "prod-postgres" not in consumers_of("secretKey")
