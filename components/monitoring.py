@@ -111,8 +111,9 @@ class Monitoring(pulumi.ComponentResource):
         return container
 
     def _volume(self, name: str, service: str) -> docker.Volume:
-        # Not protected: metrics history and silences are worth less than being
-        # able to lower the monitoring level without a manual unprotect.
+        # Not protected, and so not named `_data`: metrics history and silences are
+        # worth less than being able to lower the monitoring level without a
+        # manual unprotect.
         return docker.Volume(name, name=name, labels=[
             docker.VolumeLabelArgs(label=f"{LABEL_PREFIX}.environment", value=self._args.naming.env),
             docker.VolumeLabelArgs(label=f"{LABEL_PREFIX}.service", value=service),
@@ -148,7 +149,7 @@ class Monitoring(pulumi.ComponentResource):
     def _node_exporter(self) -> None:
         """Only two collectors: the disk under the Docker volumes, and the backup textfile."""
         n, a = self._args.naming, self._args
-        probe = self._volume(n.volume("disk_probe"), "node-exporter")
+        probe = self._volume(n.volume("node_exporter", "probe"), "node-exporter")
         volumes = [docker.ContainerVolumeArgs(volume_name=probe.name, container_path=mc.DISK_PROBE_PATH,
                                               read_only=True)]
         command = ["--collector.disable-defaults", "--collector.filesystem"]
@@ -180,7 +181,7 @@ class Monitoring(pulumi.ComponentResource):
         egress = docker.Network(n.network("alerting"), name=n.network("alerting"), driver="bridge",
                                 labels=[docker.NetworkLabelArgs(label=f"{LABEL_PREFIX}.environment", value=n.env)],
                                 opts=self._child())
-        data = self._volume(n.volume("alertmanager"), "alertmanager")
+        data = self._volume(n.volume("alertmanager", "state"), "alertmanager")
         self._container(
             "alertmanager",
             command=[f"--config.file={am.CONFIG_DIR}/{am.CONFIG_FILE}", "--storage.path=/alertmanager",
@@ -205,7 +206,7 @@ class Monitoring(pulumi.ComponentResource):
         if alerting:
             uploads += [_upload(f"{mc.CONFIG_DIR}/{mc.RULES_DIR}/{file}", text)
                         for file, text in self._rules_spec().files().items()]
-        data = self._volume(n.volume("prometheus"), "prometheus")
+        data = self._volume(n.volume("prometheus", "tsdb"), "prometheus")
         return self._container(
             "prometheus",
             command=[f"--config.file={config_path}", "--storage.tsdb.path=/prometheus",

@@ -50,7 +50,8 @@ def offsite_target(cfg: StackConfig, naming: Naming, secrets: Secrets) -> Offsit
     """The target backups.offsite selects for this stack."""
     if cfg.backups.offsite == "s3":
         return S3Offsite(naming.resource("backup-offsite"), S3OffsiteArgs(
-            naming=naming, region=cfg.backups.s3_region, bucket=cfg.backups.s3_bucket,
+            naming=naming, region=cfg.backups.s3_region,
+            bucket=cfg.backups.s3_bucket or naming.global_bucket("backups"),
             retention_days=cfg.backups.retention_days,
         )).target
     return OffsiteTarget(bucket=naming.bucket("backups"), mc_host=stack_minio_url(secrets), needs_egress=False)
@@ -93,17 +94,18 @@ def backup_job_policy(bucket: str) -> str:
 
 
 def lifecycle_rules(retention_days: int) -> list[s3.BucketLifecycleConfigurationRuleArgs]:
-    """Sets expire after the retention; a mirrored document overwritten or deleted
-    keeps its old version for as long. Unfinished uploads go after a day."""
+    """Sets expire after the retention; anything overwritten or deleted keeps its
+    old version for as long. Unfinished uploads go after a day."""
     abort = s3.BucketLifecycleConfigurationRuleAbortIncompleteMultipartUploadArgs(days_after_initiation=1)
     return [
         s3.BucketLifecycleConfigurationRuleArgs(
             id="expire-backup-sets", status="Enabled",
             filter=s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=SETS_PREFIX),
             expiration=s3.BucketLifecycleConfigurationRuleExpirationArgs(days=retention_days),
-            # An expired set becomes a noncurrent version; nothing needs it after that.
+            # A set overwritten (the job's key may PutObject) keeps its old version
+            # for the whole retention, so holding the host cannot destroy backups.
             noncurrent_version_expiration=s3.BucketLifecycleConfigurationRuleNoncurrentVersionExpirationArgs(
-                noncurrent_days=1),
+                noncurrent_days=retention_days),
             abort_incomplete_multipart_upload=abort,
         ),
         s3.BucketLifecycleConfigurationRuleArgs(

@@ -105,9 +105,10 @@ class BackupsConfig(_Model):
     schedule: BackupSchedule
     retention_days: int = Field(ge=1, le=3650)
     # Where every verified backup is copied: the stack's own MinIO bucket
-    # `<env>-backups`, or an S3 bucket the stack makes (s3Bucket in s3Region).
-    # The bucket name is fixed in config, not generated: after losing a host
-    # (and perhaps the Pulumi state) it is what an operator must find.
+    # `<env>-backups`, or an S3 bucket the stack makes in s3Region. Its name is
+    # fixed, not generated (after losing a host, and perhaps the Pulumi state,
+    # it is what an operator must find): Naming.global_bucket unless s3Bucket
+    # overrides it (S3 names are global; someone else may hold ours).
     offsite: OffsiteKind = "minio"
     s3_region: Optional[str] = None
     s3_bucket: Optional[str] = None
@@ -121,8 +122,8 @@ class BackupsConfig(_Model):
 
     @model_validator(mode="after")
     def _s3_complete(self) -> "BackupsConfig":
-        if self.offsite == "s3" and not (self.s3_region and self.s3_bucket):
-            raise ValueError("offsite 's3' needs both s3Region and s3Bucket")
+        if self.offsite == "s3" and not self.s3_region:
+            raise ValueError("offsite 's3' needs s3Region")
         return self
 
 

@@ -33,8 +33,10 @@ class Naming:
         the new one start before the old one is removed."""
         return f"{self.env}-{service}-{slot}"
 
-    def volume(self, service: str) -> str:
-        return f"{self.env}_{service}_data"
+    def volume(self, service: str, content: str = "data") -> str:
+        """`<env>_<service>_data` is the promise of data that must survive (protected
+        in prod, checked by the policy pack); rebuildable content names itself."""
+        return f"{self.env}_{service}_{content}"
 
     def config_volume(self, service: str) -> str:
         return f"{self.env}_{service}_conf"
@@ -60,3 +62,7 @@ class Naming:
 
     def bucket(self, purpose: str) -> str:
         return f"{self.env}-{purpose}"
+
+    def global_bucket(self, purpose: str) -> str:
+        """An S3 bucket: names are global across AWS, so the project leads."""
+        return f"shia-chatbot-{self.env}-{purpose}"

@@ -106,7 +106,7 @@ def test_prometheus_keeps_its_data_for_the_configured_retention(monitored):
     days = ENVIRONMENTS[env]["monitoring"]["retentionDays"]
     assert f"--storage.tsdb.retention.time={days}d" in prometheus.plain("command")
     assert [(v["volumeName"], v["containerPath"]) for v in prometheus.plain("volumes")] == [
-        (f"{env}_prometheus_data", "/prometheus")]
+        (f"{env}_prometheus_tsdb", "/prometheus")]
 
 
 def test_rules_and_alertmanager_only_with_alerts(monitored):
@@ -152,7 +152,7 @@ def test_every_replica_of_every_deployed_slot_is_scraped_with_its_slot():
 def _monitoring_inputs(run: harness.Run) -> dict[str, str]:
     """Every monitoring resource but the targets steps, by name -> its inputs."""
     owned = ("prod-prometheus", "prod-alertmanager", "prod-postgres-exporter", "prod-redis-exporter",
-             "prod-node-exporter", "prod_prometheus", "prod_alertmanager", "prod_disk_probe", "prod-alerting")
+             "prod-node-exporter", "prod_prometheus", "prod_alertmanager", "prod_node_exporter", "prod-alerting")
     return {r.name: json.dumps([r.inputs, r.request.deleteBeforeReplace], sort_keys=True)
             for r in run.resources if r.custom and r.name.startswith(owned)
             and not r.name.startswith("prod-prometheus-targets-")}
@@ -189,7 +189,7 @@ def test_node_exporter_serves_the_backup_textfile_and_the_volume_disk_read_only(
     run = ok("prod", PROD)
     node = run.containers()["prod-node-exporter"]
     mounts = {v["containerPath"]: (v["volumeName"], v.get("readOnly")) for v in node.plain("volumes")}
-    assert mounts == {mc.DISK_PROBE_PATH: ("prod_disk_probe_data", True), "/textfile": ("prod_backup_metrics", True)}
+    assert mounts == {mc.DISK_PROBE_PATH: ("prod_node_exporter_probe", True), "/textfile": ("prod_backup_metrics", True)}
     assert node.plain("command") == ["--collector.disable-defaults", "--collector.filesystem",
                                      "--collector.textfile", "--collector.textfile.directory=/textfile"]
 

@@ -209,12 +209,11 @@ def test_flower_published_with_auth_passes_in_dev():
     assert evaluate("published-ports", plan, stack="dev").violations == []
 
 
-def test_monitoring_volumes_are_disposable_by_config_but_other_data_volumes_are_not():
+def test_only_volumes_named_as_data_must_be_protected():
     plan = compliant_plan()
-    for service in ("prometheus", "backup"):
-        plan[f"{ENV}_{service}_data"] = Res("docker:index/volume:Volume", f"{ENV}_{service}_data", {
-            "name": f"{ENV}_{service}_data",
-            "labels": [{"label": "org.shia-chatbot.service", "value": service}]})
+    for volume, service in ((f"{ENV}_prometheus_tsdb", "prometheus"), (f"{ENV}_backup_data", "backup")):
+        plan[volume] = Res("docker:index/volume:Volume", volume, {
+            "name": volume, "labels": [{"label": "org.shia-chatbot.service", "value": service}]})
     outcome = evaluate("data-volumes-protected", plan)
     assert [v.split(" is not")[0] for v in outcome.violations] == [f"data volume '{ENV}_backup_data'"]
 

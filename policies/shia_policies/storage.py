@@ -17,8 +17,8 @@ def data_volumes_protected(c: Check, args: ResourceValidationArgs, report: Repor
     if args.resource_type == VOLUME:
         name = args.props.get("name") or args.name
         service = label_map(args.props).get(f"{LABEL_PREFIX}.service")
-        if service in c.settings["disposableServices"]:
-            return
+        # `_data` is the naming helper's promise of data that must survive;
+        # rebuildable volumes (Prometheus' tsdb, ...) are named for their content.
         if (name.endswith("_data") or service in DATA_SERVICES) and not args.opts.protect:
             report(f"data volume {name!r} is not protected: `pulumi destroy` or a rename would delete it. "
                    "Set protect and retain_on_delete (policies see protect only; the analyzer protocol "
@@ -188,15 +188,6 @@ RULES = [
                       why="dev and stage data is rebuilt from fixtures or prod backups, and protect would "
                           "block tearing those stacks down."),
         check=data_volumes_protected,
-        thresholds={
-            # policies/config/<env>.json lists the monitoring services: components/
-            # monitoring.py leaves their volumes unprotected on purpose (metrics
-            # history and silences are worth less than lowering the monitoring
-            # level without a manual unprotect).
-            "disposableServices": Threshold(
-                "Services whose `_data` volumes hold nothing worth protecting.",
-                {"type": "array", "items": {"type": "string"}}),
-        },
     ),
     Rule(
         name="backup-policy",
