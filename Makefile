@@ -1,11 +1,14 @@
-# The commands README.md gives. STACK defaults to dev.
+# The commands README.md gives. STACK defaults to dev; a stack is named after
+# its environment (`prod`, or `prod-eu`), which picks the policy config and the
+# backup container.
 STACK ?= dev
+ENVIRONMENT := $(firstword $(subst -, ,$(STACK)))
 # Extra flags for `pulumi up`, e.g. in CI: --yes --policy-pack policies
 PULUMI_FLAGS ?=
 VENV := venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup test dev-up up preview docs bench release switch rollback policy
+.PHONY: setup test dev-up up preview policy docs bench release switch rollback backup restore promote
 
 $(VENV)/.installed: requirements.txt policies/requirements.txt
 	python3 -m venv $(VENV)
@@ -28,12 +31,12 @@ up: setup
 	pulumi up --stack $(STACK) $(PULUMI_FLAGS)
 
 preview: setup
-	pulumi preview --stack $(STACK) --policy-pack policies
+	pulumi preview --stack $(STACK) --policy-pack policies --policy-pack-config policies/config/$(ENVIRONMENT).json
 
 # The policy pack over the program's mocked plan: no CLI, cloud or credentials
 # (README "Policy pack"). FIRST_PREVIEW=1: generated secrets unknown. The policy
 # config defaults to the file CI's `pulumi preview` passes for this stack.
-POLICY_CONFIG ?= $(wildcard policies/config/$(STACK).json)
+POLICY_CONFIG ?= $(wildcard policies/config/$(ENVIRONMENT).json)
 policy: setup
 	$(PY) tools/policy_gate.py --stack $(STACK) $(if $(POLICY_CONFIG),--policy-config $(POLICY_CONFIG)) $(if $(FIRST_PREVIEW),--first-preview)
 
@@ -63,8 +66,7 @@ rollback: switch
 # Backups (README "Backups and restores"). They run in the stack's `<env>-backup`
 # container: point DOCKER_HOST at the stack's host first (ssh://deploy@host for
 # stage and prod; dev is this machine). STACK=prod backs up prod now:
-BACKUP_CONTAINER = $(firstword $(subst -, ,$(STACK)))-backup
-.PHONY: backup restore
+BACKUP_CONTAINER = $(ENVIRONMENT)-backup
 backup:
 	docker exec $(BACKUP_CONTAINER) /opt/shia-backup/bin/backup all --reason manual
 
@@ -78,6 +80,5 @@ restore:
 # Promote approved documents, their chunks and vectors (README "Promoting
 # documents from stage to prod"). Connections come from the PROMOTE_* variables
 # in the environment; DRY_RUN=1 only reports what would move.
-.PHONY: promote
 promote: setup
 	$(PY) -m tools.promote --from $(or $(FROM),stage) --to $(or $(TO),prod) $(if $(SINCE),--since $(SINCE)) $(if $(DRY_RUN),--dry-run)

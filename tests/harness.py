@@ -50,6 +50,9 @@ class _Mocks(pulumi.runtime.Mocks):
         state = dict(args.inputs)
         if args.typ == "random:index/randomPassword:RandomPassword" and not self.preview:
             state["result"] = mock_password(args.name, int(args.inputs["length"]), args.inputs.get("keepers"))
+        if args.typ == "aws:iam/accessKey:AccessKey" and not self.preview:
+            # The provider computes it; the job's MC_HOST_offsite embeds it.
+            state["secret"] = mock_password(args.name, 40, None)
         # In preview, leaving `result` out makes it unknown, as in a first preview.
         return f"{args.name}-id", state
 

@@ -234,14 +234,24 @@ def test_receivers_come_from_config_and_secrets_stay_secret():
             assert webhook not in text and password not in text, (r.type, r.name)
 
 
-def test_committed_prod_has_a_receiverless_alertmanager():
+def test_committed_prod_mails_its_alerts_to_on_call():
     run = ok("prod", PROD)
+    config = yaml.safe_load(content(uploads(run, "alertmanager")[f"{am.CONFIG_DIR}/{am.CONFIG_FILE}"]))
+    (receiver,) = config["receivers"]
+    assert [e["to"] for e in receiver["email_configs"]] == PROD["monitoring"]["alertEmail"]
+    assert config["global"]["smtp_smarthost"] == f"{PROD['smtp']['host']}:{PROD['smtp']['port']}"
+
+
+def test_without_a_receiver_alertmanager_still_runs_with_an_empty_one():
+    without = {k: v for k, v in PROD.items() if k not in ("smtp", "monitoring")}
+    run = ok("prod", without)
     config = yaml.safe_load(content(uploads(run, "alertmanager")[f"{am.CONFIG_DIR}/{am.CONFIG_FILE}"]))
     assert config["receivers"] == [{"name": am.RECEIVER}] and "global" not in config
 
 
 def test_alert_email_without_smtp_is_refused():
-    result = harness.run("prod", {**PROD, "monitoring": {"alertEmail": ["ops@example.org"]}})
+    without_smtp = {k: v for k, v in PROD.items() if k != "smtp"}
+    result = harness.run("prod", {**without_smtp, "monitoring": {"alertEmail": ["ops@example.org"]}})
     assert "shia-chatbot:monitoring.alertEmail" in str(result.error) and "smtp" in str(result.error)
     result = harness.run("prod", {**PROD, "monitoring": {"alertEmail": ["not-an-address"]}})
     assert "is not an e-mail address" in str(result.error)

@@ -103,7 +103,9 @@ def test_the_key_reaches_the_job_only_as_secrets(name):
     assert "secret" in key.request.additionalSecretOutputs
     entries = {harness.unwrap(e).split("=", 1)[0]: e for e in stack(name).containers()[f"{name}-backup"].inputs["envs"]}
     assert harness.is_secret(entries["MC_HOST_offsite"])
-    assert harness.unwrap(entries["MC_HOST_offsite"]).startswith(f"MC_HOST_offsite=https://{name}-backup-offsite-writer-key-id:")
+    key_secret = harness.mock_password(f"{name}-backup-offsite-writer-key", 40, None)
+    assert harness.unwrap(entries["MC_HOST_offsite"]).startswith(
+        f"MC_HOST_offsite=https://{name}-backup-offsite-writer-key-id:{key_secret}@")
     assert harness.unwrap(entries["MC_HOST_offsite"]).endswith(f"@s3.{defaults_for(name)['backups']['s3Region']}.amazonaws.com")
 
 

@@ -25,8 +25,11 @@ def _plaintext_strings(value, inside_secret=False):
 
 
 def _generated_values(run: harness.Run) -> dict[str, str]:
-    return {r.name: harness.mock_password(r.name, int(r.plain("length")), r.plain("keepers"))
-            for r in run.of_type(PASSWORD)}
+    """Every generated secret: the passwords, and the backup job's AWS key (stage, prod)."""
+    values = {r.name: harness.mock_password(r.name, int(r.plain("length")), r.plain("keepers"))
+              for r in run.of_type(PASSWORD)}
+    values.update({r.name: harness.mock_password(r.name, 40, None) for r in run.of_type("aws:iam/accessKey:AccessKey")})
+    return values
 
 
 @pytest.mark.parametrize("stack", harness.STACKS)
