@@ -23,10 +23,11 @@ from components.router import Router, RouterArgs
 from components.router_config import RouterSpec, TlsFiles, digest
 from components.secrets import Secrets, SecretsArgs
 from components.worker import CeleryArgs, Flower, FlowerArgs, Worker
-from settings import load
+from settings import load, release_guard
 from settings.naming import Naming
 
 cfg = load.load()
+release_guard.check(cfg)
 naming = Naming(cfg.environment)
 env = cfg.environment
 

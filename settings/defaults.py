@@ -65,6 +65,7 @@ ENVIRONMENTS: dict[str, dict[str, Any]] = {
         "httpPort": 8080,
         "tls": {"enabled": False},
         "publishFlower": True,
+        "allowLiveRelease": True,
         "app": {
             "debug": True,
             "logLevel": "DEBUG",
@@ -87,6 +88,7 @@ ENVIRONMENTS: dict[str, dict[str, Any]] = {
         "httpPort": 80,
         "tls": {"enabled": True},
         "publishFlower": False,
+        "allowLiveRelease": False,
         "app": {
             "debug": False,
             "logLevel": "INFO",
@@ -108,6 +110,7 @@ ENVIRONMENTS: dict[str, dict[str, Any]] = {
         "httpPort": 80,
         "tls": {"enabled": True},
         "publishFlower": False,
+        "allowLiveRelease": False,
         "app": {
             "debug": False,
             "logLevel": "WARNING",

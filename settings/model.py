@@ -176,6 +176,9 @@ class StackConfig(_Model):
     https_port: int = Field(ge=1, le=65535)
     tls: TlsConfig
     publish_flower: bool
+    # Off: changing the live slot's image, or switching to an unreleased one, is
+    # refused (settings/release_guard.py). On in dev, where one slot iterates.
+    allow_live_release: bool
     memory_mb: dict[Service, int]
     openrouter_base_url: str
     langfuse_host: Optional[str] = None

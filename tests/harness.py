@@ -43,11 +43,16 @@ def mock_password(name: str, length: int, keepers: Any) -> str:
 
 
 class _Mocks(pulumi.runtime.Mocks):
-    def __init__(self, preview: bool):
+    def __init__(self, preview: bool, previous_outputs: Optional[dict[str, Any]]):
         self.preview = preview
+        self.previous_outputs = previous_outputs or {}
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
         state = dict(args.inputs)
+        if args.typ == "pulumi:pulumi:StackReference":
+            # The stack reading its own last outputs (settings/release_guard.py).
+            return args.name, {"name": args.inputs["name"], "outputs": self.previous_outputs,
+                               "secretOutputNames": []}
         if args.typ == "random:index/randomPassword:RandomPassword" and not self.preview:
             state["result"] = mock_password(args.name, int(args.inputs["length"]), args.inputs.get("keepers"))
         if args.typ == "aws:iam/accessKey:AccessKey" and not self.preview:
@@ -122,6 +127,20 @@ def is_secret(value: Any) -> bool:
     return isinstance(value, dict) and value.get(SECRET_SIG) == SECRET_MARK
 
 
+def plaintext_strings(value: Any):
+    """Every string in value that is not under a secret marker."""
+    if is_secret(value):
+        return
+    if isinstance(value, dict):
+        for v in value.values():
+            yield from plaintext_strings(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from plaintext_strings(v)
+    elif isinstance(value, str):
+        yield value
+
+
 def _encode(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
@@ -133,16 +152,18 @@ def run(
     preview: bool = False,
     secret_config: Optional[dict[str, str]] = None,
     plaintext_secrets: bool = False,
+    previous_outputs: Optional[dict[str, Any]] = None,
 ) -> Run:
     """Evaluate __main__.py for `stack` with `config` (defaults to the committed file).
 
     secret_config: extra keys set as secrets (as `pulumi config set --secret` would);
     plaintext_secrets: set them without the secret flag instead.
+    previous_outputs: the stack outputs of the last deployment (None: a new stack).
     A program error is returned in Run.error, with whatever was registered before it.
     """
     config = stack_config(stack) if config is None else config
     secret_config = secret_config or {}
-    mocks = _Mocks(preview)
+    mocks = _Mocks(preview, previous_outputs)
     monitor = _Recorder(mocks)
     runtime_settings.ROOT.set(None)  # a fresh Stack resource per run
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor)

@@ -10,14 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from backup_helpers import BACKUP, RESTORE, busybox_toolbox, fake_mc, metrics, run, script_env, sets
+from backup_helpers import BACKUP, RESTORE, fake_mc, metrics, run, script_env, sets
 from components.backups import METRICS_FILE
 from real_tools import need
-
-
-@pytest.fixture(scope="module")
-def toolbox(tmp_path_factory) -> Path:
-    return busybox_toolbox(tmp_path_factory.mktemp("busybox"))
 
 
 @pytest.fixture

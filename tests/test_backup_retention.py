@@ -13,15 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from backup_helpers import BACKUP, busybox_toolbox, fake_mc, metrics, run, script_env
+from backup_helpers import BACKUP, fake_mc, metrics, run, script_env
 
 DAY = 86400
 RETENTION_DAYS = 7
-
-
-@pytest.fixture(scope="module")
-def toolbox(tmp_path_factory) -> Path:
-    return busybox_toolbox(tmp_path_factory.mktemp("busybox"))
 
 
 @pytest.fixture

@@ -55,20 +55,6 @@ def content(upload: dict) -> str:
     return harness.unwrap(upload["content"])
 
 
-def plaintext(value):
-    """Every string in value that is not under a secret marker."""
-    if harness.is_secret(value):
-        return
-    if isinstance(value, dict):
-        for v in value.values():
-            yield from plaintext(v)
-    elif isinstance(value, list):
-        for v in value:
-            yield from plaintext(v)
-    elif isinstance(value, str):
-        yield value
-
-
 def targets(run: harness.Run, job: str) -> list[dict]:
     return json.loads(run.named(f"{run.stack}-prometheus-targets-{job}").plain("stdin"))
 
@@ -230,7 +216,7 @@ def test_receivers_come_from_config_and_secrets_stay_secret():
     assert harness.is_secret(files[am.SMTP_PASSWORD_FILE]["content"])
     assert content(files[am.SMTP_PASSWORD_FILE]) == password
     for r in run.resources:
-        for text in plaintext(r.inputs):
+        for text in harness.plaintext_strings(r.inputs):
             assert webhook not in text and password not in text, (r.type, r.name)
 
 

@@ -10,20 +10,6 @@ from components.secrets import GENERATED
 PASSWORD = "random:index/randomPassword:RandomPassword"
 
 
-def _plaintext_strings(value, inside_secret=False):
-    """Every string in value that is not under a secret marker."""
-    if harness.is_secret(value):
-        return
-    if isinstance(value, dict):
-        for v in value.values():
-            yield from _plaintext_strings(v)
-    elif isinstance(value, list):
-        for v in value:
-            yield from _plaintext_strings(v)
-    elif isinstance(value, str):
-        yield value
-
-
 def _generated_values(run: harness.Run) -> dict[str, str]:
     """Every generated secret: the passwords, and the backup job's AWS key (stage, prod)."""
     values = {r.name: harness.mock_password(r.name, int(r.plain("length")), r.plain("keepers"))
@@ -50,7 +36,7 @@ def test_no_generated_secret_appears_in_plaintext_anywhere(stack):
     assert values
     consumers = 0
     for r in run.resources:
-        for text in _plaintext_strings(r.inputs):
+        for text in harness.plaintext_strings(r.inputs):
             for name, value in values.items():
                 assert value not in text, f"{name} in plaintext in {r.type} {r.name}"
         consumers += sum(1 for e in (r.inputs.get("envs") or []) if harness.is_secret(e))
@@ -76,7 +62,7 @@ def test_provider_keys_reach_the_app_as_secrets():
     app = run.containers()["prod-app-blue-1"]
     entries = [e for e in app.inputs["envs"] if harness.is_secret(e) and harness.unwrap(e).startswith("OPENAI_API_KEY=")]
     assert len(entries) == 1
-    assert not any(t.startswith("OPENAI_API_KEY") for t in _plaintext_strings(app.inputs["envs"]))
+    assert not any(t.startswith("OPENAI_API_KEY") for t in harness.plaintext_strings(app.inputs["envs"]))
     # Unset provider keys are not passed at all.
     assert not any("ANTHROPIC_API_KEY" in harness.unwrap(e) for e in app.inputs["envs"])
 
