@@ -100,6 +100,7 @@ router = Router(naming.resource("router"), RouterArgs(
     ),
     published_http_port=cfg.http_port, published_https_port=cfg.https_port if tls_files else None,
     tls=cfg.tls, frontend_network=networks.frontend.name, switch_after=[active.smoke_check],
+    upstream_containers=active.containers,
 ), on_host)
 
 # Monitoring at the environment's level. A switch or a replica change alters

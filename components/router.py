@@ -36,8 +36,11 @@ class RouterArgs:
     published_https_port: Optional[int]
     tls: TlsConfig
     frontend_network: pulumi.Input[str]
-    # The switch waits for these: the target slot's containers and smoke check.
+    # The switch waits for these: the target slot's smoke check.
     switch_after: Sequence[pulumi.Resource] = ()
+    # The active slot's replicas: nginx resolves upstream names only when it
+    # loads its config, so a recreated replica (new address) needs a reload.
+    upstream_containers: Sequence[docker.Container] = ()
 
 
 class Router(pulumi.ComponentResource):
@@ -83,7 +86,7 @@ class Router(pulumi.ComponentResource):
             create=(f"docker exec -i -e ROUTER_CONF={CONF_PATH} {self.container_name} "
                     f"sh -c {shlex.quote(APPLY_SCRIPT)}"),
             stdin=self.rendered,
-            triggers=[digest(self.rendered), self.container.id],
+            triggers=[digest(self.rendered), self.container.id, *(c.id for c in args.upstream_containers)],
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.container, *args.switch_after]),
         )
         self.register_outputs({"container": self.container.name, "activeSlot": args.spec.slot,

@@ -29,6 +29,28 @@ UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
 STACKS = ("dev", "stage", "prod")
 
 
+class MissingConfig(Exception):
+    """What the CLI refuses before running the program at all."""
+
+
+def _project_declarations() -> dict[str, dict[str, Any]]:
+    project = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
+    return {k.split(":", 1)[1]: v for k, v in (project.get("config") or {}).items()}
+
+
+def apply_project_config(stack: str, config: dict[str, Any]) -> dict[str, Any]:
+    """As the CLI does before it starts the program: a declared key without a
+    default must be set by the stack; declared defaults fill what is unset."""
+    merged = dict(config)
+    for key, declaration in _project_declarations().items():
+        if key in merged:
+            continue
+        if "default" not in declaration:
+            raise MissingConfig(f"Stack '{stack}' is missing configuration value '{PROJECT}:{key}'")
+        merged[key] = declaration["default"]
+    return merged
+
+
 def stack_config(stack: str) -> dict[str, Any]:
     """The committed Pulumi.<stack>.yaml config, keys without the project prefix."""
     data = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())
@@ -59,6 +81,11 @@ class _Mocks(pulumi.runtime.Mocks):
             # The provider computes it; the job's MC_HOST_offsite embeds it.
             state["secret"] = mock_password(args.name, 40, None)
         # In preview, leaving `result` out makes it unknown, as in a first preview.
+        if args.typ == "docker:index/container:Container":
+            # Docker gives every created container a new id; steps keyed on ids
+            # (the router's reload, smoke checks) must see a replacement.
+            fingerprint = hashlib.sha256(json.dumps(args.inputs, sort_keys=True, default=str).encode()).hexdigest()
+            return f"{args.name}-{fingerprint[:12]}", state
         return f"{args.name}-id", state
 
     def call(self, args: pulumi.runtime.MockCallArgs):
@@ -69,10 +96,13 @@ class _Recorder(MockMonitor):
     def __init__(self, mocks: _Mocks):
         super().__init__(mocks)
         self.requests: list[Any] = []
+        self.ids: list[str] = []
 
     def RegisterResource(self, request):
+        response = super().RegisterResource(request)
         self.requests.append(request)
-        return super().RegisterResource(request)
+        self.ids.append(response.id)
+        return response
 
 
 @dataclass
@@ -87,6 +117,7 @@ class Registered:
     dependencies: list[str]
     custom: bool
     request: Any = field(repr=False)
+    id: str = ""  # what the monitor answered (a container's changes when it is recreated)
 
     def plain(self, key: str, default: Any = None) -> Any:
         """An input with secret markers removed."""
@@ -161,7 +192,7 @@ def run(
     previous_outputs: the stack outputs of the last deployment (None: a new stack).
     A program error is returned in Run.error, with whatever was registered before it.
     """
-    config = stack_config(stack) if config is None else config
+    config = apply_project_config(stack, stack_config(stack) if config is None else config)
     secret_config = secret_config or {}
     mocks = _Mocks(preview, previous_outputs)
     monitor = _Recorder(mocks)
@@ -197,11 +228,11 @@ def run(
         program()
     except Exception as exc:  # noqa: BLE001 - the caller asserts on it
         error = exc
-    return Run(stack=stack, resources=[_registered(r) for r in monitor.requests], outputs=outputs,
+    return Run(stack=stack, resources=[_registered(r, i) for r, i in zip(monitor.requests, monitor.ids)], outputs=outputs,
                secret_outputs=secret_outputs, error=error)
 
 
-def _registered(request: Any) -> Registered:
+def _registered(request: Any, id_: str) -> Registered:
     return Registered(
         type=request.type,
         name=request.name,
@@ -213,4 +244,5 @@ def _registered(request: Any) -> Registered:
         dependencies=list(request.dependencies),
         custom=request.custom,
         request=request,
+        id=id_,
     )

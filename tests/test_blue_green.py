@@ -41,6 +41,13 @@ def blue_live() -> harness.Run:
     return harness.run("prod", prod())
 
 
+def test_the_router_reloads_when_a_live_replica_is_recreated(blue_live):
+    step = blue_live.named("prod-router-config")
+    replicas = [r.id for r in blue_live.resources if r.custom and r.name in ("prod-app-blue-1", "prod-app-blue-2")]
+    nginx = next(r.id for r in blue_live.resources if r.custom and r.name == "prod-nginx")
+    assert step.plain("triggers")[1:] == [nginx, *replicas]
+
+
 def test_switch_touches_only_the_router_config_worker_and_flower(blue_live):
     green_live = harness.run("prod", prod(active="green"))
     assert changed(blue_live, green_live) == {

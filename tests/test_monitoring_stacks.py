@@ -155,7 +155,8 @@ def test_a_switch_or_a_replica_change_rewrites_only_the_targets(change):
     step = after.named("prod-prometheus-targets-app")
     assert step.plain("create").startswith("docker exec -i prod-prometheus sh -c ")
     assert "mv /etc/prometheus/targets/app.json.next /etc/prometheus/targets/app.json" in step.plain("create")
-    assert step.plain("triggers") == ["prod-prometheus-id"]
+    prometheus = next(r for r in after.resources if r.name == "prod-prometheus" and r.custom)
+    assert step.plain("triggers") == [prometheus.id]
 
 
 def test_exporters_and_prometheus_hold_their_credentials_only_as_secrets():
