@@ -22,6 +22,8 @@ from settings.load import ssh_parts
 @dataclass(frozen=True, kw_only=True)
 class DockerHostArgs:
     docker_host: str
+    # Public key of an ssh:// host; the SSH steps refuse any other host.
+    host_key: Optional[str] = None
 
 
 class DockerHost(pulumi.ComponentResource):
@@ -31,6 +33,7 @@ class DockerHost(pulumi.ComponentResource):
         super().__init__("shia-chatbot:host:DockerHost", name, None, opts)
         self.docker_host = args.docker_host
         self.is_remote = args.docker_host.startswith("ssh://")
+        self.host_key = args.host_key
         self.provider = docker.Provider(
             name,
             host=args.docker_host,
@@ -59,7 +62,7 @@ class DockerHost(pulumi.ComponentResource):
                 name,
                 connection=remote.ConnectionArgs(
                     host=parts["host"], user=parts["user"], port=parts["port"],
-                    private_key=ssh_private_key(),
+                    host_key=self.host_key, private_key=ssh_private_key(),
                 ),
                 create=create,
                 stdin=stdin,

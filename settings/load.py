@@ -27,6 +27,7 @@ SECRET_KEYS: tuple[str, ...] = (
     "sshPrivateKey", "alertWebhookUrl",
 )
 
+_HOST_KEY = re.compile(r"^(ssh-ed25519|ecdsa-sha2-nistp(256|384|521)|ssh-rsa) [A-Za-z0-9+/]+={0,3}$")
 _SSH_HOST = re.compile(r"^ssh://(?P<user>[A-Za-z0-9._-]+)@(?P<host>[A-Za-z0-9.-]+)(?::(?P<port>\d{1,5}))?$")
 
 
@@ -150,6 +151,15 @@ def _check_relations(cfg: StackConfig, stack: str) -> list[str]:
             f"{_key('dockerHost')} = {json.dumps(host)}: allowed forms are unix:///path/docker.sock "
             "or ssh://user@host[:port]"
         )
+    if host.startswith("ssh://"):
+        if not cfg.docker_host_key:
+            problems.append(
+                f"{_key('dockerHostKey')} is required for an ssh:// dockerHost: the SSH steps send secrets "
+                f"and must verify the host; get it with `ssh-keyscan -t ed25519 {ssh_parts(host)['host']}`")
+        elif not _HOST_KEY.match(cfg.docker_host_key):
+            problems.append(
+                f"{_key('dockerHostKey')} = {json.dumps(cfg.docker_host_key)}: expected '<type> <base64>', "
+                "type ssh-ed25519, ecdsa-sha2-nistp256/384/521 or ssh-rsa")
     if (cfg.tls.enabled or env != "dev") and not cfg.domain:
         problems.append(f"{_key('domain')} is required in {env} (the public host name nginx serves)")
     budget = cfg.connection_budget()

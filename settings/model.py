@@ -163,6 +163,9 @@ class SmtpConfig(_Model):
 class StackConfig(_Model):
     environment: Environment
     docker_host: str
+    # The ssh:// host's public key (`ssh-keyscan -t ed25519 <host>`): the SSH
+    # steps send secrets on stdin, so they must know whom they talk to.
+    docker_host_key: Optional[str] = None
     active_slot: SlotName
     slots: dict[SlotName, SlotConfig] = Field(min_length=1)
     app: AppConfig

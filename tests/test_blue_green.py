@@ -137,6 +137,12 @@ def test_smoke_check_probes_every_replica_from_the_frontend_network(blue_live):
     assert "/health?check_services=true" in create
 
 
+def test_ssh_steps_verify_the_hosts_key(blue_live):
+    connection = blue_live.named("prod-app-green-migrate").plain("connection")
+    assert connection["host"] == "prod.shia-chatbot.example.org" and connection["user"] == "deploy"
+    assert connection["hostKey"] == PROD["dockerHostKey"]
+
+
 def test_dev_steps_run_locally_against_the_stack_docker_host():
     run = harness.run("dev")
     step = run.named("dev-app-blue-migrate")

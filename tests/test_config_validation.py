@@ -76,6 +76,15 @@ CASES = {
         with_(app={**PROD["app"], "corsOrigin": ["https://x"]}),
         ["shia-chatbot:app.corsOrigin is not a known setting", "allowed keys:", "corsOrigins"],
     ),
+    "ssh docker host without its host key": (
+        {k: v for k, v in PROD.items() if k != "dockerHostKey"},
+        ["shia-chatbot:dockerHostKey is required for an ssh:// dockerHost",
+         "ssh-keyscan -t ed25519 prod.shia-chatbot.example.org"],
+    ),
+    "malformed host key": (
+        with_(dockerHostKey="AAAAC3NzaC1lZDI1NTE5"),
+        ['shia-chatbot:dockerHostKey = "AAAAC3NzaC1lZDI1NTE5": expected \'<type> <base64>\''],
+    ),
     "no domain in prod": (
         {k: v for k, v in PROD.items() if k != "domain"},
         ["shia-chatbot:domain is required in prod"],

@@ -111,6 +111,7 @@ def test_the_key_reaches_the_job_only_as_secrets(name):
 
 def test_s3_offsite_needs_a_region_and_a_valid_bucket_name():
     raw = {"environment": "stage", "domain": "stage.example.org", "dockerHost": "ssh://deploy@stage.example.org",
+           "dockerHostKey": harness.stack_config("stage")["dockerHostKey"],
            "slots": {"blue": {"image": "ghcr.io/shia-chatbot/app:1.0.0", "replicas": 1}},
            "backups": {"s3Region": None}}
     with pytest.raises(ConfigError, match="needs s3Region"):
