@@ -8,7 +8,7 @@ PULUMI_FLAGS ?=
 VENV := venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup test dev-up up preview policy docs bench release switch rollback backup restore promote
+.PHONY: setup test dev-up up preview policy docs bench release-config release switch-config switch rollback backup restore promote
 
 $(VENV)/.installed: requirements.txt policies/requirements.txt
 	python3 -m venv $(VENV)
@@ -49,15 +49,20 @@ bench: setup
 	$(PY) bench/evaluate.py
 
 # Blue/green (README "Blue/green releases"): release to the idle slot, then switch.
-release: setup
+# The *-config targets only write Pulumi.<stack>.yaml (CI commits that first).
+release-config: setup
 	@test -n "$(SLOT)" -a -n "$(IMAGE)" || { echo "usage: make release STACK=prod SLOT=green IMAGE=registry/app:tag [REPLICAS=2]"; exit 2; }
 	pulumi config set --stack $(STACK) --path 'slots.$(SLOT).image' '$(IMAGE)'
 	pulumi config set --stack $(STACK) --path 'slots.$(SLOT).replicas' $(or $(REPLICAS),2)
+
+release: release-config
 	pulumi up --stack $(STACK) $(PULUMI_FLAGS)
 
-switch: setup
+switch-config: setup
 	@test -n "$(SLOT)" || { echo "usage: make switch STACK=prod SLOT=green"; exit 2; }
 	pulumi config set --stack $(STACK) activeSlot $(SLOT)
+
+switch: switch-config
 	pulumi up --stack $(STACK) $(PULUMI_FLAGS)
 
 # Rolling back is switching back to the slot that was live before.

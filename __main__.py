@@ -71,7 +71,7 @@ def app_slot(slot: str, migrate_after: list) -> AppSlot:
         uvicorn_workers=cfg.uvicorn_workers, memory_mb=cfg.memory_mb["app"], envs=app_envs,
         frontend_network=networks.frontend.name, backend_network=networks.backend.name,
         host=host, probe_image=cfg.images.nginx, depends_on=[*data_services, backups.container],
-        backup_command=backups.pre_migration_command, migrate_after=migrate_after), on_host)
+        backup_command=backups.pre_migration_command(slot), migrate_after=migrate_after), on_host)
 
 
 # The active slot first; any other slot migrates after it, never at the same time.

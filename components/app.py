@@ -34,7 +34,7 @@ class AppSlotArgs:
     depends_on: Sequence[pulumi.Resource] = ()
     # Shell command on the host that takes a verified PostgreSQL backup.
     backup_command: Optional[str] = None
-    # Another slot's migration: two migrations never run at once.
+    # Another slot's migration: two releases (backup, migration) never run at once.
     migrate_after: Sequence[pulumi.Resource] = ()
 
 
@@ -59,7 +59,7 @@ class AppSlot(pulumi.ComponentResource):
         if args.backup_command:
             self.backup = release.pre_migration_backup(
                 args.host, f"{step}-backup", command=args.backup_command, image=args.image,
-                parent=self, after=args.depends_on)
+                parent=self, after=[*args.depends_on, *args.migrate_after])
             before_migration.append(self.backup)
         # 2. Migrations, once, with the new image.
         self.migration = release.migrate(

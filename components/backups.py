@@ -138,17 +138,12 @@ class Backups(pulumi.ComponentResource):
     # textfile collector.
     metrics_volume: docker.Volume
     container: docker.Container
-    # Run on the Docker host before a migration; exits 0 only once a Postgres
-    # backup has been written, read back in full and copied off-site, and prints
-    # the set's name. Depend on `container` when calling it.
-    pre_migration_command: str
 
     def __init__(self, name: str, args: BackupsArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("shia-chatbot:backup:Backups", name, None, opts)
         n = args.naming
         child = pulumi.ResourceOptions(parent=self)
         self.container_name = n.container("backup")
-        self.pre_migration_command = f"docker exec {self.container_name} {BACKUP_COMMAND} postgres --reason pre-migration"
         self.bucket = args.offsite.bucket
 
         build_args = {"POSTGRES_IMAGE": args.postgres_image, "MINIO_IMAGE": args.minio_image}
@@ -193,11 +188,18 @@ class Backups(pulumi.ComponentResource):
             ),
             pulumi.ResourceOptions(parent=self, delete_before_replace=True, depends_on=[
                 *args.postgres.ready, args.redis.container, args.qdrant.container, args.minio.container,
-                args.minio.bucket_step,
+                args.minio.bucket_step, *args.offsite.ready,
             ]),
         )
         self.register_outputs({"container": self.container.name, "metricsVolume": self.metrics_volume.name,
                                "bucket": self.bucket})
+
+    def pre_migration_command(self, slot: str) -> str:
+        """Run on the Docker host before `slot`'s migration; exits 0 only once a
+        Postgres backup has been written, read back in full and copied off-site,
+        and prints the set's name (`<time>-pre-migration-<slot>`). Depend on
+        `container` when calling it."""
+        return f"docker exec {self.container_name} {BACKUP_COMMAND} postgres --reason pre-migration-{slot}"
 
     @staticmethod
     def _envs(args: BackupsArgs) -> list[pulumi.Input[str]]:

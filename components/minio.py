@@ -42,8 +42,10 @@ class Minio(DataService):
         # Buckets are made inside the container with its own credentials, so no
         # secret appears in the command. Idempotent; reruns when the container is new.
         targets = " ".join(f"local/{b}" for b in self.buckets.values())
+        # mc reads the alias from MC_HOST_local: the credentials are expanded into
+        # its environment, never onto a command line (ps) or into ~/.mc/config.json.
         inner = (
-            'mc alias set local http://127.0.0.1:9000 "$MINIO_ROOT_USER" "$MINIO_ROOT_PASSWORD" >/dev/null'
+            'export MC_HOST_local="http://$MINIO_ROOT_USER:$MINIO_ROOT_PASSWORD@127.0.0.1:9000"'
             f" && mc mb --ignore-existing {targets}"
             f" && mc version enable local/{self.buckets['backups']}"
         )

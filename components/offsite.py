@@ -13,6 +13,7 @@ erase the off-site copies; they go only by the bucket's own lifecycle.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from typing import Optional
@@ -44,16 +45,21 @@ class OffsiteTarget:
     bucket: str
     mc_host: pulumi.Output[str]  # secret: the MC_HOST_offsite URL, credentials included
     needs_egress: bool  # AWS is off the host; the stack's MinIO is on the backend network
+    # What must exist before the first upload: the bucket with its policy,
+    # versioning and lifecycle, and the key's permissions (depending on a
+    # component waits for all its children).
+    ready: tuple[pulumi.Resource, ...] = ()
 
 
 def offsite_target(cfg: StackConfig, naming: Naming, secrets: Secrets) -> OffsiteTarget:
     """The target backups.offsite selects for this stack."""
     if cfg.backups.offsite == "s3":
-        return S3Offsite(naming.resource("backup-offsite"), S3OffsiteArgs(
+        offsite = S3Offsite(naming.resource("backup-offsite"), S3OffsiteArgs(
             naming=naming, region=cfg.backups.s3_region,
             bucket=cfg.backups.s3_bucket or naming.global_bucket("backups"),
             retention_days=cfg.backups.retention_days,
-        )).target
+        ))
+        return dataclasses.replace(offsite.target, ready=(offsite,))
     return OffsiteTarget(bucket=naming.bucket("backups"), mc_host=stack_minio_url(secrets), needs_egress=False)
 
 

@@ -33,7 +33,9 @@ class Redis(DataService):
             ],
             command=[
                 "sh", "-c",
-                'exec redis-server --appendonly yes --requirepass "$REDIS_PASSWORD" '
+                # Through the image's entrypoint: given `redis-server` it drops
+                # from root to the redis user (a bare `sh -c` would not).
+                'exec docker-entrypoint.sh redis-server --appendonly yes --requirepass "$REDIS_PASSWORD" '
                 f"--maxmemory {maxmemory}mb --maxmemory-policy noeviction",
             ],
             healthcheck=Healthcheck(test=["CMD-SHELL", "redis-cli ping | grep -q PONG"]),

@@ -137,6 +137,15 @@ def test_smoke_check_probes_every_replica_from_the_frontend_network(blue_live):
     assert "/health?check_services=true" in create
 
 
+def test_each_release_takes_its_own_backup_one_after_the_other(blue_live):
+    for slot in ("blue", "green"):
+        step = blue_live.named(f"prod-app-{slot}-backup")
+        assert step.plain("create") == f"docker exec prod-backup /opt/shia-backup/bin/backup postgres --reason pre-migration-{slot}"
+        assert _depends(blue_live, f"prod-app-{slot}-migrate", f"prod-app-{slot}-backup")
+        assert _depends(blue_live, f"prod-app-{slot}-backup", "prod-backup")
+    assert _depends(blue_live, "prod-app-green-backup", "prod-app-blue-migrate")
+
+
 def test_ssh_steps_verify_the_hosts_key(blue_live):
     connection = blue_live.named("prod-app-green-migrate").plain("connection")
     assert connection["host"] == "prod.shia-chatbot.example.org" and connection["user"] == "deploy"

@@ -162,6 +162,8 @@ def test_redis_requires_its_password_and_appends(run):
     redis = run.containers()[f"{run.stack}-redis"]
     command = " ".join(redis.plain("command"))
     assert "--appendonly yes" in command and '--requirepass "$REDIS_PASSWORD"' in command
+    # Through the image's entrypoint, which drops root for the redis user.
+    assert command.startswith("sh -c exec docker-entrypoint.sh redis-server ")
     # The password itself is in the (secret) environment, not on the command line.
     assert not re.search(r"requirepass [A-Za-z0-9]{32}", command)
 
@@ -171,6 +173,9 @@ def test_minio_buckets_are_made_on_the_host(run):
     step = run.named(f"{env}-minio-buckets")
     assert step.type == ("command:local:Command" if env == "dev" else "command:remote:Command")
     assert f"local/{env}-documents local/{env}-backups" in step.plain("create")
+    # Credentials reach mc through its environment, never as arguments.
+    assert 'MC_HOST_local="http://$MINIO_ROOT_USER:$MINIO_ROOT_PASSWORD@127.0.0.1:9000"' in step.plain("create")
+    assert "mc alias set" not in step.plain("create")
 
 
 def test_router_serves_the_active_slot(run):

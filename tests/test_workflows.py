@@ -59,6 +59,7 @@ def test_pull_requests_run_the_gate_without_secrets_and_preview_with_the_pack():
     assert step["with"]["policyPacks"] == "policies"
     assert step["with"]["comment-on-pr"] is True
     assert step["if"] == "env.HAS_CREDENTIALS == 'true'"
+    assert preview["environment"] == "preview-${{ matrix.stack }}"
     test_job = wf["jobs"]["test"]
     assert any(s.get("run") == "bash .ci/run" for s in test_job["steps"])
 
@@ -79,9 +80,15 @@ def test_prod_is_manual_approved_scanned_and_uses_the_readme_steps():
     scan = next(s for s in job["steps"] if s.get("uses", "").startswith("aquasecurity/trivy-action@"))
     assert scan["with"]["severity"] == "CRITICAL" and scan["with"]["exit-code"] == "1"
     assert scan["if"] == "inputs.action == 'release'"
-    script = next(s["run"] for s in job["steps"] if "make release" in s.get("run", ""))
-    assert "make switch STACK=prod" in script
-    assert script.count("--policy-pack policies") == 2
+    assert job["if"] == "github.ref == 'refs/heads/main'"
+    names = [step.get("name", "") for step in job["steps"]]
+    script = next(s["run"] for s in job["steps"] if "make release-config" in s.get("run", ""))
+    assert "make switch-config STACK=prod" in script
+    record = names.index("Record it on main")
+    deploy = next(i for i, step in enumerate(job["steps"]) if "make up STACK=prod" in step.get("run", ""))
+    # Recorded on main first, then deployed with the pack enforced.
+    assert names.index(next(n for n in names if n.startswith("Write the release"))) < record < deploy
+    assert "--policy-pack policies --policy-pack-config policies/config/prod.json" in job["steps"][deploy]["run"]
 
 
 @pytest.mark.parametrize("workflow", WORKFLOWS, ids=lambda p: p.name)
