@@ -1,8 +1,11 @@
 """shia-chatbot: the whole platform on one stack's Docker host.
 
-Reads the stack config once (a bad value stops here, before any resource), then
-wires one component per service. Order of the blue/green path is visible below:
-data services, app slots, worker and Flower on the active slot, then the router.
+Reads the stack config once and checks it against the last deployment (a bad
+value, or an update that would cost live traffic, stops here, before any
+resource), then wires one component per service. The blue/green path reads top
+to bottom: data services and backups, app slots (each: backup, migrate,
+replicas, smoke check), worker and Flower on the active slot, the router, then
+monitoring.
 """
 
 import pulumi
