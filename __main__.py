@@ -88,7 +88,7 @@ celery = dict(naming=naming, slot=cfg.active_slot, image=active.image, envs=app_
               depends_on=[redis.container, *postgres.ready, active.migration])
 worker = Worker(naming.resource("worker"), CeleryArgs(**celery, memory_mb=cfg.memory_mb["worker"]), on_host)
 flower = Flower(naming.resource("flower"), FlowerArgs(
-    **celery, memory_mb=cfg.memory_mb["flower"], user=f"{env}-ops",
+    **celery, memory_mb=cfg.memory_mb["flower"], user=naming.flower_user,
     password=secrets["flowerPassword"], publish=cfg.publish_flower), on_host)
 
 tls_files = None
@@ -114,7 +114,7 @@ monitoring = Monitoring(naming.resource("monitoring"), MonitoringArgs(
     backend_network=networks.backend.name,
     targets=ScrapeTargets(slots={s: a.container_names for s, a in slots.items()}, active_slot=cfg.active_slot,
                           worker=worker.container_name, flower=flower.container_name),
-    flower_user=f"{env}-ops", flower_password=secrets["flowerPassword"],
+    flower_user=naming.flower_user, flower_password=secrets["flowerPassword"],
     postgres_password=secrets["postgresPassword"], redis_password=secrets["redisPassword"],
     qdrant_api_key=secrets["qdrantApiKey"],
     backup_schedule=cfg.backups.schedule, backup_metrics_volume=backups.metrics_volume.name,
@@ -138,6 +138,6 @@ pulumi.export("collection", naming.collection)
 pulumi.export("buckets", minio.buckets)
 pulumi.export("backupBucket", backups.bucket)
 pulumi.export("routerConfigSha256", digest(router.rendered))
-pulumi.export("flowerUser", f"{env}-ops")
+pulumi.export("flowerUser", naming.flower_user)
 pulumi.export("flowerPassword", secrets["flowerPassword"])
 pulumi.export("monitoring", {"level": monitoring.level, "containers": monitoring.container_names})

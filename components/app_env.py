@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import pulumi
 
-from components.secrets import Secrets
+from components.secrets import Secrets, secret_env
 from settings.model import StackConfig
 from settings.naming import MINIO_PORT, POSTGRES_PORT, QDRANT_PORT, REDIS_PORT, Naming
 
@@ -61,5 +61,5 @@ class AppEnvironment:
             **s.provider_keys,
         }
         return [f"{k}={v}" for k, v in sorted(plain.items())] + [
-            pulumi.Output.secret(pulumi.Output.concat(f"{k}=", v)) for k, v in sorted(secret.items())
+            secret_env(k, v) for k, v in sorted(secret.items())
         ]

@@ -30,13 +30,14 @@ from typing import Optional
 import pulumi
 import pulumi_docker as docker
 
-from components.containers import LABEL_PREFIX, ContainerSpec, Healthcheck, data_volume, hardened_container
+from components.containers import ContainerSpec, Healthcheck, data_volume, hardened_container, labelled_volume
 from components.minio import Minio
+from components.network import labelled_network
 from components.offsite import OffsiteTarget, stack_minio_url
 from components.postgres import Postgres
 from components.qdrant import Qdrant
 from components.redis import Redis
-from components.secrets import Secrets
+from components.secrets import Secrets, secret_env
 from settings.model import BackupSchedule, BackupsConfig
 from settings.naming import POSTGRES_PORT, QDRANT_PORT, REDIS_PORT, Naming
 
@@ -107,10 +108,6 @@ def image_tag(build_args: dict[str, str]) -> str:
     return digest.hexdigest()[:16]
 
 
-def _secret_env(name: str, value: pulumi.Input[str]) -> pulumi.Output[str]:
-    return pulumi.Output.secret(pulumi.Output.concat(name, "=", value))
-
-
 @dataclass(frozen=True, kw_only=True)
 class BackupsArgs:
     naming: Naming
@@ -156,17 +153,12 @@ class Backups(pulumi.ComponentResource):
             opts=child,
         )
         self.data_volume = data_volume(n.volume("backup"), environment=n.env, service="backup", parent=self)
-        metrics_name = f"{n.env}_backup_metrics"
-        self.metrics_volume = docker.Volume(metrics_name, name=metrics_name, labels=[
-            docker.VolumeLabelArgs(label=f"{LABEL_PREFIX}.environment", value=n.env),
-            docker.VolumeLabelArgs(label=f"{LABEL_PREFIX}.service", value="backup"),
-        ], opts=child)
+        self.metrics_volume = labelled_volume(n.volume("backup", "metrics"), environment=n.env, service="backup",
+                                              opts=child)
 
         networks: list[tuple[pulumi.Input[str], list[str]]] = [(args.backend_network, [NETWORK_ALIAS])]
         if args.offsite.needs_egress:
-            egress_name = n.network("backup-egress")
-            egress = docker.Network(egress_name, name=egress_name, driver="bridge", labels=[
-                docker.NetworkLabelArgs(label=f"{LABEL_PREFIX}.environment", value=n.env)], opts=child)
+            egress = labelled_network(n.network("backup-egress"), environment=n.env, opts=child)
             networks.append((egress.name, [NETWORK_ALIAS]))
 
         self.container = hardened_container(
@@ -214,17 +206,17 @@ class Backups(pulumi.ComponentResource):
             f"PGPORT={POSTGRES_PORT}",
             f"PGUSER={args.postgres.user}",
             f"PGDATABASE={args.postgres.database}",
-            _secret_env("PGPASSWORD", secrets["postgresPassword"]),
+            secret_env("PGPASSWORD", secrets["postgresPassword"]),
             "REDIS_HOST=redis",
             f"REDIS_PORT={REDIS_PORT}",
             f"REDIS_RDB={REDIS_SOURCE_DIR}/{REDIS_DUMP}",
             f"REDIS_RESTORE_ADDRESS={NETWORK_ALIAS}",
-            _secret_env("REDISCLI_AUTH", secrets["redisPassword"]),
+            secret_env("REDISCLI_AUTH", secrets["redisPassword"]),
             f"QDRANT_URL=http://qdrant:{QDRANT_PORT}",
             f"QDRANT_COLLECTION={args.qdrant.collection}",
-            _secret_env("QDRANT_API_KEY", secrets["qdrantApiKey"]),
+            secret_env("QDRANT_API_KEY", secrets["qdrantApiKey"]),
             f"MINIO_BUCKET={args.minio.buckets['documents']}",
-            _secret_env("MC_HOST_minio", stack_minio_url(secrets)),
+            secret_env("MC_HOST_minio", stack_minio_url(secrets)),
             f"OFFSITE_TARGET=offsite/{args.offsite.bucket}",
-            _secret_env("MC_HOST_offsite", args.offsite.mc_host),
+            secret_env("MC_HOST_offsite", args.offsite.mc_host),
         ]

@@ -95,9 +95,8 @@ def pulled_image(name: str, ref: str, opts: pulumi.ResourceOptions) -> docker.Re
     return docker.RemoteImage(name, name=ref, keep_locally=True, opts=opts)
 
 
-def data_volume(name: str, *, environment: str, service: str, parent: pulumi.Resource) -> docker.Volume:
-    """A named data volume; in prod it is protected and outlives the stack."""
-    prod = environment == "prod"
+def labelled_volume(name: str, *, environment: str, service: str, opts: pulumi.ResourceOptions) -> docker.Volume:
+    """A named volume carrying the environment and service labels every volume has."""
     return docker.Volume(
         name,
         name=name,
@@ -105,5 +104,12 @@ def data_volume(name: str, *, environment: str, service: str, parent: pulumi.Res
             docker.VolumeLabelArgs(label=f"{LABEL_PREFIX}.environment", value=environment),
             docker.VolumeLabelArgs(label=f"{LABEL_PREFIX}.service", value=service),
         ],
-        opts=pulumi.ResourceOptions(parent=parent, protect=prod, retain_on_delete=prod),
+        opts=opts,
     )
+
+
+def data_volume(name: str, *, environment: str, service: str, parent: pulumi.Resource) -> docker.Volume:
+    """A named data volume; in prod it is protected and outlives the stack."""
+    prod = environment == "prod"
+    return labelled_volume(name, environment=environment, service=service,
+                           opts=pulumi.ResourceOptions(parent=parent, protect=prod, retain_on_delete=prod))

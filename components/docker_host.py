@@ -8,6 +8,7 @@ a step that needs one reads it from stdin.
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 from typing import Any, Optional, Sequence
 
@@ -17,6 +18,16 @@ from pulumi_command import local, remote
 
 from components.secrets import ssh_private_key
 from settings.load import ssh_parts
+
+
+def in_container(container: str, script: str, *, stdin: bool = False, env: Optional[dict[str, str]] = None) -> str:
+    """The host command that runs `script` with sh inside a running container.
+
+    stdin: pass the step's stdin through (config files, a secret); env: plain
+    variables for the script (never secrets: they would be on the command line).
+    """
+    flags = (["-i"] if stdin else []) + [f"-e {k}={shlex.quote(v)}" for k, v in (env or {}).items()]
+    return " ".join(["docker exec", *flags, container, "sh -c", shlex.quote(script)])
 
 
 @dataclass(frozen=True, kw_only=True)

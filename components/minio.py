@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shlex
 from dataclasses import dataclass
 from typing import Optional
 
@@ -10,7 +9,8 @@ import pulumi
 
 from components.containers import Healthcheck
 from components.data_service import DataService, DataServiceArgs, DataServiceSpec
-from components.docker_host import DockerHost
+from components.secrets import secret_env
+from components.docker_host import DockerHost, in_container
 
 BUCKET_PURPOSES = ("documents", "backups")
 
@@ -28,8 +28,8 @@ class Minio(DataService):
             service="minio",
             data_path="/data",
             envs=[
-                pulumi.Output.concat("MINIO_ROOT_USER=", args.root_user),
-                pulumi.Output.concat("MINIO_ROOT_PASSWORD=", args.root_password),
+                secret_env("MINIO_ROOT_USER", args.root_user),
+                secret_env("MINIO_ROOT_PASSWORD", args.root_password),
                 "MINIO_BROWSER=off",
             ],
             command=["server", "/data"],
@@ -51,7 +51,7 @@ class Minio(DataService):
         )
         self.bucket_step = args.host.command(
             f"{self.container_name}-buckets",
-            create=f"docker exec {self.container_name} sh -c {shlex.quote(inner)}",
+            create=in_container(self.container_name, inner),
             triggers=[self.container.id],
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.container]),
         )

@@ -18,7 +18,6 @@ which is then replaced with its TSDB kept on a volume (components/monitoring_con
 from __future__ import annotations
 
 import dataclasses
-import shlex
 from dataclasses import dataclass
 from typing import Mapping, Optional, Sequence
 
@@ -27,9 +26,11 @@ import pulumi_docker as docker
 
 from components import alertmanager_config as am
 from components import monitoring_config as mc
-from components.containers import LABEL_PREFIX, ContainerSpec, Healthcheck, hardened_container, pulled_image
-from components.docker_host import DockerHost
+from components.containers import ContainerSpec, Healthcheck, hardened_container, labelled_volume, pulled_image
+from components.docker_host import DockerHost, in_container
 from components.monitoring_rules import MEMORY_METRICS, RulesSpec, backup_stale_after
+from components.network import labelled_network
+from components.secrets import secret_env
 from settings.model import BackupSchedule, ImagesConfig, MonitoringConfig, SmtpConfig
 from settings.naming import POSTGRES_PORT, REDIS_PORT, Naming
 
@@ -114,10 +115,7 @@ class Monitoring(pulumi.ComponentResource):
         # Not protected, and so not named `_data`: metrics history and silences are
         # worth less than being able to lower the monitoring level without a
         # manual unprotect.
-        return docker.Volume(name, name=name, labels=[
-            docker.VolumeLabelArgs(label=f"{LABEL_PREFIX}.environment", value=self._args.naming.env),
-            docker.VolumeLabelArgs(label=f"{LABEL_PREFIX}.service", value=service),
-        ], opts=self._child())
+        return labelled_volume(name, environment=self._args.naming.env, service=service, opts=self._child())
 
     # -- exporters -----------------------------------------------------------
 
@@ -128,7 +126,7 @@ class Monitoring(pulumi.ComponentResource):
             envs=[
                 f"DATA_SOURCE_URI={n.container('postgres')}:{POSTGRES_PORT}/{n.database}?sslmode=disable",
                 f"DATA_SOURCE_USER={n.database_user}",
-                pulumi.Output.secret(pulumi.Output.concat("DATA_SOURCE_PASS=", a.postgres_password)),
+                secret_env("DATA_SOURCE_PASS", a.postgres_password),
             ],
             healthcheck=_wget(f"http://localhost:{mc.POSTGRES_EXPORTER_PORT}/"),
             depends_on=a.data_services,
@@ -140,7 +138,7 @@ class Monitoring(pulumi.ComponentResource):
             "redis-exporter",
             envs=[
                 f"REDIS_ADDR=redis://{n.container('redis')}:{REDIS_PORT}",
-                pulumi.Output.secret(pulumi.Output.concat("REDIS_PASSWORD=", a.redis_password)),
+                secret_env("REDIS_PASSWORD", a.redis_password),
             ],
             healthcheck=_wget(f"http://localhost:{mc.REDIS_EXPORTER_PORT}/health"),
             depends_on=a.data_services,
@@ -178,9 +176,7 @@ class Monitoring(pulumi.ComponentResource):
         if spec.smtp_password:
             uploads.append(_upload(am.SMTP_PASSWORD_FILE, pulumi.Output.secret(a.smtp_password)))
         # Its own network with a route out; the backend one is internal.
-        egress = docker.Network(n.network("alerting"), name=n.network("alerting"), driver="bridge",
-                                labels=[docker.NetworkLabelArgs(label=f"{LABEL_PREFIX}.environment", value=n.env)],
-                                opts=self._child())
+        egress = labelled_network(n.network("alerting"), environment=n.env, opts=self._child())
         data = self._volume(n.volume("alertmanager", "state"), "alertmanager")
         self._container(
             "alertmanager",
@@ -232,7 +228,7 @@ class Monitoring(pulumi.ComponentResource):
             script = f'set -eu; mkdir -p "$(dirname {path})"; cat > {path}.next; mv {path}.next {path}'
             a.host.command(
                 f"{n.env}-prometheus-targets-{job}",
-                create=f"docker exec -i {n.container('prometheus')} sh -c {shlex.quote(script)}",
+                create=in_container(n.container("prometheus"), script, stdin=True),
                 stdin=content,
                 # Again on a new container: its filesystem starts without targets.
                 triggers=[prometheus.id],

@@ -12,6 +12,17 @@ from components.containers import LABEL_PREFIX
 from settings.naming import Naming
 
 
+def labelled_network(name: str, *, environment: str, opts: pulumi.ResourceOptions,
+                     internal: Optional[bool] = None) -> docker.Network:
+    """A bridge network carrying the environment label every network has.
+    `internal` stays unset unless asked for: an input that appears, even as
+    False, is a change to an existing network, and networks are replaced."""
+    return docker.Network(
+        name, name=name, driver="bridge", internal=internal,
+        labels=[docker.NetworkLabelArgs(label=f"{LABEL_PREFIX}.environment", value=environment)], opts=opts,
+    )
+
+
 @dataclass(frozen=True, kw_only=True)
 class NetworksArgs:
     naming: Naming
@@ -24,15 +35,9 @@ class Networks(pulumi.ComponentResource):
     def __init__(self, name: str, args: NetworksArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("shia-chatbot:network:Networks", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        label = [docker.NetworkLabelArgs(label=f"{LABEL_PREFIX}.environment", value=args.naming.env)]
-        self.frontend = docker.Network(
-            args.naming.network("frontend"), name=args.naming.network("frontend"),
-            driver="bridge", labels=label, opts=child,
-        )
+        env = args.naming.env
+        self.frontend = labelled_network(args.naming.network("frontend"), environment=env, opts=child)
         # internal: no route off the host, so a data service cannot be reached
         # from outside nor reach out, whatever its own settings say.
-        self.backend = docker.Network(
-            args.naming.network("backend"), name=args.naming.network("backend"),
-            driver="bridge", internal=True, labels=label, opts=child,
-        )
+        self.backend = labelled_network(args.naming.network("backend"), environment=env, opts=child, internal=True)
         self.register_outputs({"frontend": self.frontend.name, "backend": self.backend.name})

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -11,7 +10,8 @@ import pulumi
 
 from components.containers import Healthcheck
 from components.data_service import DataService, DataServiceArgs, DataServiceSpec
-from components.docker_host import DockerHost
+from components.secrets import secret_env
+from components.docker_host import DockerHost, in_container
 
 SET_PASSWORD_SCRIPT = (Path(__file__).parent / "scripts" / "postgres-set-password.sh").read_text()
 
@@ -35,7 +35,7 @@ class Postgres(DataService):
             envs=[
                 f"POSTGRES_USER={naming.database_user}",
                 f"POSTGRES_DB={naming.database}",
-                pulumi.Output.concat("POSTGRES_PASSWORD=", args.password),
+                secret_env("POSTGRES_PASSWORD", args.password),
             ],
             command=[
                 "postgres",
@@ -55,7 +55,7 @@ class Postgres(DataService):
         # before anything that connects with the new password (see `ready`).
         self.password_step = args.host.command(
             f"{self.container_name}-set-password",
-            create=f"docker exec -i {self.container_name} sh -c {shlex.quote(SET_PASSWORD_SCRIPT)}",
+            create=in_container(self.container_name, SET_PASSWORD_SCRIPT, stdin=True),
             stdin=pulumi.Output.concat(args.password, "\n"),
             triggers=[args.password],
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.container]),

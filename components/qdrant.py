@@ -9,6 +9,7 @@ import pulumi
 
 from components.containers import Healthcheck
 from components.data_service import DataService, DataServiceArgs, DataServiceSpec
+from components.secrets import secret_env
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -22,7 +23,7 @@ class Qdrant(DataService):
             service="qdrant",
             data_path="/qdrant/storage",
             envs=[
-                pulumi.Output.concat("QDRANT__SERVICE__API_KEY=", args.api_key),
+                secret_env("QDRANT__SERVICE__API_KEY", args.api_key),
                 "QDRANT__TELEMETRY_DISABLED=true",
             ],
             # The image has no curl; the guide's TCP probe works with its bash.

@@ -9,6 +9,7 @@ import pulumi
 
 from components.containers import Healthcheck
 from components.data_service import DataService, DataServiceArgs, DataServiceSpec
+from components.secrets import secret_env
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -28,8 +29,8 @@ class Redis(DataService):
             # The password comes from the environment, not the command line, so it
             # is not in `docker inspect`'s Cmd; REDISCLI_AUTH lets the healthcheck in.
             envs=[
-                pulumi.Output.concat("REDIS_PASSWORD=", args.password),
-                pulumi.Output.concat("REDISCLI_AUTH=", args.password),
+                secret_env("REDIS_PASSWORD", args.password),
+                secret_env("REDISCLI_AUTH", args.password),
             ],
             command=[
                 "sh", "-c",

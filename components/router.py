@@ -8,7 +8,6 @@ published ports could not be handed over without a gap.
 
 from __future__ import annotations
 
-import shlex
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
@@ -16,7 +15,7 @@ import pulumi
 import pulumi_docker as docker
 
 from components.containers import ContainerSpec, Healthcheck, hardened_container, pulled_image
-from components.docker_host import DockerHost
+from components.docker_host import DockerHost, in_container
 from components.router_config import APPLY_SCRIPT, CONF_PATH, WORKER_SHUTDOWN_TIMEOUT, RouterSpec, digest
 from settings.model import TlsConfig
 from settings.naming import Naming
@@ -83,8 +82,7 @@ class Router(pulumi.ComponentResource):
         self.rendered = args.spec.render()
         self.config_step = args.host.command(
             f"{n.env}-router-config",
-            create=(f"docker exec -i -e ROUTER_CONF={CONF_PATH} {self.container_name} "
-                    f"sh -c {shlex.quote(APPLY_SCRIPT)}"),
+            create=in_container(self.container_name, APPLY_SCRIPT, stdin=True, env={"ROUTER_CONF": CONF_PATH}),
             stdin=self.rendered,
             triggers=[digest(self.rendered), self.container.id, *(c.id for c in args.upstream_containers)],
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.container, *args.switch_after]),

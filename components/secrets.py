@@ -62,7 +62,7 @@ class Secrets(pulumi.ComponentResource):
         self.generated = {}
         for key, length in GENERATED.items():
             password = random.RandomPassword(
-                args.naming.resource(_kebab(key)),
+                password_resource_name(args.naming, key),
                 length=length,
                 special=False,
                 keepers={"rotation": str(args.rotation.get(key, 0))},
@@ -88,10 +88,16 @@ class Secrets(pulumi.ComponentResource):
         return self.generated[key]
 
 
+def secret_env(name: str, *value: pulumi.Input[str]) -> pulumi.Output[str]:
+    """A container environment entry `NAME=value`, marked secret whatever its parts are."""
+    return pulumi.Output.secret(pulumi.Output.concat(f"{name}=", *value))
+
+
 def ssh_private_key() -> Optional[pulumi.Output[str]]:
     """The key for ssh:// docker hosts, if set (else the SSH agent is used)."""
     return pulumi.Config(PROJECT).get_secret("sshPrivateKey")
 
 
-def _kebab(key: str) -> str:
-    return "".join(f"-{c.lower()}" if c.isupper() else c for c in key)
+def password_resource_name(naming: Naming, key: str) -> str:
+    """The RandomPassword behind GENERATED[key]: `secretKey` -> `<env>-secret-key`."""
+    return naming.resource("".join(f"-{c.lower()}" if c.isupper() else c for c in key))

@@ -13,6 +13,7 @@ import pulumi
 import pulumi_docker as docker
 
 from components.containers import ContainerSpec, Healthcheck, hardened_container
+from components.secrets import secret_env
 from settings.model import WORKER_CONCURRENCY
 from settings.naming import FLOWER_PORT, Naming
 
@@ -78,7 +79,7 @@ class Flower(pulumi.ComponentResource):
         super().__init__("shia-chatbot:app:Flower", name, None, opts)
         n = args.naming
         self.container_name = n.slot_container("flower", args.slot)
-        basic_auth = pulumi.Output.secret(pulumi.Output.concat("FLOWER_BASIC_AUTH=", args.user, ":", args.password))
+        basic_auth = secret_env("FLOWER_BASIC_AUTH", args.user, ":", args.password)
         networks = [(args.backend_network, ["flower"])]
         ports = []
         if args.publish:

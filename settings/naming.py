@@ -57,6 +57,11 @@ class Naming:
         return f"{self.env}_shia_chatbot"
 
     @property
+    def flower_user(self) -> str:
+        """Flower's basic-auth user (its password is a generated secret)."""
+        return f"{self.env}-ops"
+
+    @property
     def collection(self) -> str:
         return f"{self.env}_documents"
 

@@ -7,13 +7,11 @@ import json
 import pytest
 
 import harness
-from components.secrets import GENERATED
+from components.secrets import GENERATED, password_resource_name
+from settings.naming import Naming
 
 PROD = harness.stack_config("prod")
-
-
-def _kebab(key: str) -> str:
-    return "".join(f"-{c.lower()}" if c.isupper() else c for c in key)
+PROD_NAMES = Naming("prod")
 
 
 def _fingerprints(run: harness.Run) -> dict[tuple[str, str], str]:
@@ -36,7 +34,7 @@ def test_rotating_one_secret_changes_it_and_its_consumers_only(base, secret):
     rotated = harness.run("prod", {**PROD, "rotation": {secret: 1}})
     before, after = _fingerprints(base), _fingerprints(rotated)
     changed = {name for key in set(before) | set(after) if before.get(key) != after.get(key) for (_, name) in [key]}
-    password = f"prod-{_kebab(secret)}"
+    password = password_resource_name(PROD_NAMES, secret)
     resource = next(r for r in base.resources if r.name == password)
     old = harness.mock_password(password, int(resource.plain("length")), resource.plain("keepers"))
     new_resource = next(r for r in rotated.resources if r.name == password)
@@ -78,7 +76,7 @@ def test_rotating_the_database_password_also_sets_it_in_the_running_server(base)
 
 def test_known_consumers_of_each_secret(base):
     def consumers_of(secret: str) -> set[str]:
-        name = f"prod-{_kebab(secret)}"
+        name = password_resource_name(PROD_NAMES, secret)
         r = next(x for x in base.resources if x.name == name)
         return _consumers(base, harness.mock_password(name, int(r.plain("length")), r.plain("keepers")))
 

@@ -81,3 +81,21 @@ def test_rotation_bumps_only_that_secret_keeper():
     after = {r.name: r.plain("keepers") for r in harness.run("prod", {**base, "rotation": {"redisPassword": 1}}).of_type(PASSWORD)}
     changed = {n for n in before if before[n] != after[n]}
     assert changed == {"prod-redis-password"}
+
+
+def test_secret_env_is_secret_even_from_plain_parts():
+    import pulumi
+
+    from components.secrets import secret_env
+
+    seen = {}
+
+    @pulumi.runtime.test
+    def check():
+        entry = secret_env("SMTP_PASSWORD", "plain-", "parts")
+        return pulumi.Output.all(entry, pulumi.Output.from_input(entry.is_secret())).apply(
+            lambda v: seen.update(value=v[0], secret=v[1]))
+
+    harness.run("dev")  # the runtime's mocks are set up by a run
+    check()
+    assert seen == {"value": "SMTP_PASSWORD=plain-parts", "secret": True}
