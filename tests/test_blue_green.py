@@ -43,7 +43,9 @@ def blue_live() -> harness.Run:
 
 def test_the_router_reloads_when_a_live_replica_is_recreated(blue_live):
     step = blue_live.named("prod-router-config")
-    replicas = [r.id for r in blue_live.resources if r.custom and r.name in ("prod-app-blue-1", "prod-app-blue-2")]
+    # Replicas register in whatever order their dependencies resolve; the step lists them 1, 2.
+    ids = {r.name: r.id for r in blue_live.resources if r.custom}
+    replicas = [ids["prod-app-blue-1"], ids["prod-app-blue-2"]]
     nginx = next(r.id for r in blue_live.resources if r.custom and r.name == "prod-nginx")
     assert step.plain("triggers")[1:] == [nginx, *replicas]
 
