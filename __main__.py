@@ -10,22 +10,22 @@ monitoring.
 
 import pulumi
 
-from components.app import AppSlot, AppSlotArgs
-from components.app_env import AppEnvironment
-from components.backups import Backups, BackupsArgs
-from components.docker_host import DockerHost, DockerHostArgs
-from components.minio import Minio, MinioArgs
-from components.monitoring import Monitoring, MonitoringArgs
-from components.monitoring_config import ScrapeTargets
-from components.network import Networks, NetworksArgs
-from components.offsite import offsite_target
-from components.postgres import Postgres, PostgresArgs
-from components.qdrant import Qdrant, QdrantArgs
-from components.redis import Redis, RedisArgs
-from components.router import Router, RouterArgs
-from components.router_config import RouterSpec, TlsFiles, digest
+from components.app.slot import AppSlot, AppSlotArgs
+from components.app.environment import AppEnvironment
+from components.backups.backups import Backups, BackupsArgs
+from components.host.docker_host import DockerHost, DockerHostArgs
+from components.data.minio import Minio, MinioArgs
+from components.monitoring.monitoring import Monitoring, MonitoringArgs
+from components.monitoring.prometheus import ScrapeTargets
+from components.host.networks import Networks, NetworksArgs
+from components.backups.offsite import offsite_target
+from components.data.postgres import Postgres, PostgresArgs
+from components.data.qdrant import Qdrant, QdrantArgs
+from components.data.redis import Redis, RedisArgs
+from components.router.router import Router, RouterArgs
+from components.router.nginx_config import RouterSpec, TlsFiles, digest
 from components.secrets import Secrets, SecretsArgs
-from components.worker import CeleryArgs, Flower, FlowerArgs, Worker
+from components.app.worker import CeleryArgs, Flower, FlowerArgs, Worker
 from settings import load, release_guard
 from settings.naming import Naming
 

@@ -19,30 +19,7 @@ import pulumi_random as random
 
 from settings.load import PROJECT
 from settings.naming import Naming
-
-# name -> length
-GENERATED: dict[str, int] = {
-    "secretKey": 64,
-    "postgresPassword": 32,
-    "redisPassword": 32,
-    "qdrantApiKey": 40,
-    "minioRootUser": 20,
-    "minioRootPassword": 40,
-    "flowerPassword": 32,
-}
-
-# config key -> the app's environment variable
-PROVIDER_KEYS: dict[str, str] = {
-    "openaiApiKey": "OPENAI_API_KEY",
-    "anthropicApiKey": "ANTHROPIC_API_KEY",
-    "googleApiKey": "GOOGLE_API_KEY",
-    "cohereApiKey": "COHERE_API_KEY",
-    "openrouterApiKey": "OPENROUTER_API_KEY",
-    "langfusePublicKey": "LANGFUSE_PUBLIC_KEY",
-    "langfuseSecretKey": "LANGFUSE_SECRET_KEY",
-    "smtpPassword": "SMTP_PASSWORD",
-}
-
+from settings.secret_names import GENERATED, PROVIDER_KEYS
 
 @dataclass(frozen=True, kw_only=True)
 class SecretsArgs:

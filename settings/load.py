@@ -17,15 +17,10 @@ from pydantic import BaseModel, ValidationError
 
 from settings.defaults import defaults_for, deep_merge
 from settings.model import Environment, StackConfig
+from settings.secret_names import GENERATED, SECRET_KEYS
 
 PROJECT = "shia-chatbot"
 
-# Keys read elsewhere as secrets (settings never sees their values).
-SECRET_KEYS: tuple[str, ...] = (
-    "openaiApiKey", "anthropicApiKey", "googleApiKey", "cohereApiKey",
-    "openrouterApiKey", "langfusePublicKey", "langfuseSecretKey", "smtpPassword",
-    "sshPrivateKey", "alertWebhookUrl",
-)
 
 _HOST_KEY = re.compile(r"^(ssh-ed25519|ecdsa-sha2-nistp(256|384|521)|ssh-rsa) [A-Za-z0-9+/]+={0,3}$")
 _SSH_HOST = re.compile(r"^ssh://(?P<user>[A-Za-z0-9._-]+)@(?P<host>[A-Za-z0-9.-]+)(?::(?P<port>\d{1,5}))?$")
@@ -174,8 +169,6 @@ def _check_relations(cfg: StackConfig, stack: str) -> list[str]:
             f"{_key('monitoring.alertEmail')} = {json.dumps(cfg.monitoring.alert_email)}: e-mail alerts "
             f"are sent through {_key('smtp')}; set smtp.host, smtp.user and smtp.fromEmail"
         )
-    from components.secrets import GENERATED  # the secret names live with the secrets
-
     for name in cfg.rotation:
         if name not in GENERATED:
             problems.append(

@@ -22,7 +22,7 @@ Service = Literal[
     "app", "worker", "flower", "postgres", "redis", "qdrant", "minio", "nginx",
     # Monitoring, from level full (alertmanager: full+alerts only).
     "prometheus", "alertmanager", "postgres-exporter", "redis-exporter", "node-exporter",
-    # The backup job's container (components/backups.py).
+    # The backup job's container (components/backups/backups.py).
     "backup",
 ]
 

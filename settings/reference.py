@@ -13,8 +13,8 @@ from typing import Any, Iterator
 from pydantic import BaseModel
 
 from settings.defaults import defaults_for
-from settings.load import SECRET_KEYS
 from settings.model import StackConfig
+from settings.secret_names import SECRET_KEYS
 
 BEGIN = "<!-- config-reference:begin -->"
 END = "<!-- config-reference:end -->"

@@ -1,4 +1,4 @@
-"""Run the backup job's own scripts (components/scripts/backup) as the container does.
+"""Run the backup job's own scripts (components/backups/image) as the container does.
 
 The scripts run under busybox's sh with busybox's tools first on PATH, as on the
 image's Alpine base; pg_dump, psql, redis-cli and curl come from Debian. Servers
@@ -20,11 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from components.backups import METRICS_FILE
+from components.backups.backups import METRICS_FILE
 from real_tools import need
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPTS = ROOT / "components" / "scripts" / "backup"
+SCRIPTS = ROOT / "components" / "backups" / "image"
 BACKUP = SCRIPTS / "bin" / "backup"
 RESTORE = SCRIPTS / "bin" / "restore"
 SERVER_USER = "shia-backup-test"

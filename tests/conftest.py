@@ -4,7 +4,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+# The program's packages (components, settings) and tools/ (harness: the program under the SDK's mocks).
+for folder in (ROOT, ROOT / "tools"):
+    sys.path.insert(0, str(folder))
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,7 @@
 """A real nginx on loopback, driven the way the program drives the one on the host.
 
-The router config is rendered by components/router_config.py and installed by
-components/scripts/router-apply.sh, the very file the program runs inside the
+The router config is rendered by components/router/nginx_config.py and installed by
+components/router/scripts/router-apply.sh, the very file the program runs inside the
 nginx container; only ROUTER_CONF and NGINX (the -p/-c/-e flags of a private,
 non-root nginx) differ.
 """
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from components.router_config import APPLY_SCRIPT, WORKER_SHUTDOWN_TIMEOUT
+from components.router.nginx_config import APPLY_SCRIPT, WORKER_SHUTDOWN_TIMEOUT
 
 MAIN_CONF = """\
 worker_processes 2;

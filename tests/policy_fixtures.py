@@ -89,7 +89,7 @@ def _labels(service: str, slot: Optional[str] = None) -> list[dict[str, str]]:
 
 def container(name: str, service: str, image: str, envs: list[Any], *, slot: Optional[str] = None,
               **props: Any) -> Res:
-    """A container as components/containers.py's hardened_container registers it."""
+    """A container as components/host/containers.py's hardened_container registers it."""
     return Res(CONTAINER, name, {
         "name": name, "image": image, "envs": envs, "labels": _labels(service, slot),
         "restart": "unless-stopped", "memory": 512.0, "logDriver": "json-file",

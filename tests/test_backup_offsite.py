@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from backup_helpers import BACKUP, RESTORE, fake_mc, metrics, run, script_env, sets
-from components.backups import METRICS_FILE
+from components.backups.backups import METRICS_FILE
 from real_tools import need
 
 

@@ -11,7 +11,7 @@ from functools import lru_cache
 import pytest
 
 import harness
-from components.backups import BACKUP_COMMAND, BUILD_CONTEXT, HOME, METRICS_FILE, RESTORE_COMMAND, crontab
+from components.backups.backups import BACKUP_COMMAND, BUILD_CONTEXT, HOME, METRICS_FILE, RESTORE_COMMAND, crontab
 from settings.defaults import IMAGES, defaults_for
 from real_tools import need
 

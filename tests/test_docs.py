@@ -10,7 +10,7 @@ import yaml
 
 import harness
 from settings import reference
-from settings.load import SECRET_KEYS
+from settings.secret_names import SECRET_KEYS
 from settings.model import StackConfig
 
 README = (harness.ROOT / "README.md").read_text()

@@ -17,9 +17,9 @@ import pytest
 import yaml
 
 import harness
-from components import alertmanager_config as am
-from components import monitoring_config as mc
-from components.monitoring_rules import RulesSpec
+from components.monitoring import alertmanager as am
+from components.monitoring import prometheus as mc
+from components.monitoring.rules import RulesSpec
 from real_tools import need
 
 UNIT_TESTS = Path(__file__).parent / "promtool" / "alerts_test.yml"

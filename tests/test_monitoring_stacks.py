@@ -9,8 +9,8 @@ import pytest
 import yaml
 
 import harness
-from components import alertmanager_config as am
-from components import monitoring_config as mc
+from components.monitoring import alertmanager as am
+from components.monitoring import prometheus as mc
 from settings.defaults import ENVIRONMENTS, IMAGES
 
 FULL = {"prometheus", "postgres-exporter", "redis-exporter", "node-exporter"}
@@ -181,7 +181,7 @@ def test_node_exporter_serves_the_backup_textfile_and_the_volume_disk_read_only(
                                      "--collector.textfile", "--collector.textfile.directory=/textfile"]
 
 
-# Prod backs up Postgres hourly and everything daily (components/backups.py):
+# Prod backs up Postgres hourly and everything daily (components/backups/backups.py):
 # each service is stale after its own period plus the time a run may take.
 @pytest.mark.parametrize("schedule, stale_after", [
     ("hourly+daily", {"postgres": 4500, "minio|qdrant|redis": 93600}),

@@ -9,7 +9,7 @@ from functools import lru_cache
 import pytest
 
 import harness
-from components.offsite import BUCKET_ACTIONS, OBJECT_ACTIONS
+from components.backups.offsite import BUCKET_ACTIONS, OBJECT_ACTIONS
 from settings.defaults import defaults_for
 from settings.load import ConfigError, parse
 

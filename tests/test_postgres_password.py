@@ -1,4 +1,4 @@
-"""The rotation step's ALTER ROLE script (components/scripts/postgres-set-password.sh)
+"""The rotation step's ALTER ROLE script (components/data/scripts/postgres-set-password.sh)
 against a real PostgreSQL 15: the new password works, the old one no longer does."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import subprocess
 import pytest
 
 from backup_helpers import PG_BIN, Postgres, password, server_dir
-from components.postgres import SET_PASSWORD_SCRIPT
+from components.data.postgres import SET_PASSWORD_SCRIPT
 from real_tools import need
 
 ROLE, DATABASE = "prod_shia_chatbot", "prod_shia_chatbot"

@@ -7,7 +7,8 @@ import json
 import pytest
 
 import harness
-from components.secrets import GENERATED, password_resource_name
+from components.secrets import password_resource_name
+from settings.secret_names import GENERATED
 from settings.naming import Naming
 
 PROD = harness.stack_config("prod")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from components.router_config import RouterSpec, TlsFiles
+from components.router.nginx_config import RouterSpec, TlsFiles
 from nginx_lab import Load, Nginx, Upstream, free_port, get, wait_for_port
 from real_tools import need
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import harness
-from components.secrets import GENERATED
+from settings.secret_names import GENERATED
 
 PASSWORD = "random:index/randomPassword:RandomPassword"
 

@@ -3,7 +3,7 @@ with no Pulumi CLI, cloud account or credentials.
 
     venv/bin/python tools/policy_gate.py --stack prod [--first-preview] [--policy-config FILE]
 
-Runs __main__.py for the stack under the SDK's mock monitor (tests/harness.py
+Runs __main__.py for the stack under the SDK's mock monitor (tools/harness.py
 keeps every RegisterResource request as sent, secret markers intact; with
 --first-preview generated passwords are unknown, as in the first preview of a
 new stack), starts the pack as the engine does, replays every resource through
@@ -35,10 +35,10 @@ from pulumi.runtime.proto import analyzer_pb2
 ROOT = Path(__file__).resolve().parents[1]
 PACK_DIR = ROOT / "policies"
 # The program imports its own packages (components, settings) from the project root.
-for folder in (ROOT, ROOT / "tests", Path(__file__).resolve().parent):
+for folder in (ROOT, Path(__file__).resolve().parent):
     sys.path.insert(0, str(folder))
 
-import harness  # noqa: E402  (the program's mock run, shared with the tests)
+import harness  # noqa: E402  (the program under the SDK's mocks, shared with the tests)
 from policy_pack_client import (  # noqa: E402
     LEVEL_NAMES, PolicyPackError, PolicyPackProcess, reconcile, unknown_policies,
 )

@@ -77,7 +77,7 @@ RULES = [
         concern="exposure",
         description="Flower is not published, or only behind authentication.",
         remediation="Keep publishFlower false, or give Flower FLOWER_BASIC_AUTH=user:password "
-                    "(components/worker.py does) or an --auth_provider.",
+                    "(components/app/worker.py does) or an --auth_provider.",
         severity=Severity.HIGH,
         levels=Levels(dev=MANDATORY, stage=MANDATORY, prod=MANDATORY,
                       why="Flower can revoke and inspect tasks with their arguments; no environment may "

@@ -70,7 +70,7 @@ RULES = [
         concern="hardening",
         description="No privileged container, no host network/PID/IPC/user namespace, no Docker socket or "
                     "system path mounted, no-new-privileges on every container.",
-        remediation="Build containers with components/containers.py's hardened_container; mount only "
+        remediation="Build containers with components/host/containers.py's hardened_container; mount only "
                     "service-specific host directories (read-only) or named volumes.",
         severity=Severity.CRITICAL,
         levels=Levels(dev=MANDATORY, stage=MANDATORY, prod=MANDATORY,

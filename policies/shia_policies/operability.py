@@ -50,7 +50,7 @@ RULES = [
         name="healthcheck-and-restart",
         concern="operability",
         description="Every long-running container has a healthcheck and a restart policy.",
-        remediation="Build containers with components/containers.py's hardened_container, which sets "
+        remediation="Build containers with components/host/containers.py's hardened_container, which sets "
                     "restart=unless-stopped, and give it a Healthcheck.",
         severity=Severity.MEDIUM,
         levels=Levels(dev=ADVISORY, stage=MANDATORY, prod=MANDATORY,
@@ -62,7 +62,7 @@ RULES = [
         concern="operability",
         description="Every prod container has a memory limit and rotated logs.",
         remediation="Set memoryMb.<service> and keep log_driver json-file with max-size/max-file "
-                    "(components/containers.py's LOG_OPTS).",
+                    "(components/host/containers.py's LOG_OPTS).",
         severity=Severity.MEDIUM,
         levels=Levels(dev=DISABLED, stage=ADVISORY, prod=MANDATORY,
                       why="dev and stage hosts are rebuilt freely; stage shows the problem before prod."),

@@ -181,7 +181,7 @@ RULES = [
         concern="storage",
         description="Prod data volumes ('<env>_<service>_data', or a data service's) are protected (and "
                     "retained on delete), and every data service keeps its data on a named volume.",
-        remediation="Create data volumes with components/containers.py's data_volume (protect and "
+        remediation="Create data volumes with components/host/containers.py's data_volume (protect and "
                     "retain_on_delete in prod) and mount them on the service's data path.",
         severity=Severity.HIGH,
         levels=Levels(dev=DISABLED, stage=DISABLED, prod=MANDATORY,
@@ -197,7 +197,7 @@ RULES = [
                     "days; an S3 backup bucket is versioned, encrypted, not public and expires old "
                     "objects (not before the retention).",
         remediation="Set backups.schedule / backups.retentionDays in Pulumi.<stack>.yaml (defaults in "
-                    "settings/defaults.py; components/backups.py turns them into the container's "
+                    "settings/defaults.py; components/backups/backups.py turns them into the container's "
                     "environment); give the bucket BucketVersioning, "
                     "BucketServerSideEncryptionConfiguration, BucketPublicAccessBlock and "
                     "BucketLifecycleConfiguration resources.",

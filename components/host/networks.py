@@ -8,7 +8,7 @@ from typing import Optional
 import pulumi
 import pulumi_docker as docker
 
-from components.containers import LABEL_PREFIX
+from components.host.containers import LABEL_PREFIX
 from settings.naming import Naming
 
 

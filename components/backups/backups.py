@@ -9,9 +9,9 @@ credentials reach it only as secret environment variables. It runs busybox
 crond in the foreground; with schedule `none` the crontab is empty and the
 container is still there for on-demand and pre-migration backups.
 
-The scripts it runs (scripts/backup/) are POSIX sh driven by environment
+The scripts it runs (image/bin, image/lib) are POSIX sh driven by environment
 variables, and the tests run the same files against real PostgreSQL and Redis.
-Its image is built on the Docker host from scripts/backup/Dockerfile over the
+Its image is built on the Docker host from image/Dockerfile over the
 stack's pinned PostgreSQL image, so pg_dump always matches the server.
 
 Networks: the internal backend network to reach the data services; when the
@@ -30,23 +30,23 @@ from typing import Optional
 import pulumi
 import pulumi_docker as docker
 
-from components.containers import ContainerSpec, Healthcheck, data_volume, hardened_container, labelled_volume
-from components.minio import Minio
-from components.network import labelled_network
-from components.offsite import OffsiteTarget, stack_minio_url
-from components.postgres import Postgres
-from components.qdrant import Qdrant
-from components.redis import Redis
+from components.host.containers import ContainerSpec, Healthcheck, data_volume, hardened_container, labelled_volume
+from components.data.minio import Minio
+from components.host.networks import labelled_network
+from components.backups.offsite import OffsiteTarget, stack_minio_url
+from components.data.postgres import Postgres
+from components.data.qdrant import Qdrant
+from components.data.redis import Redis
 from components.secrets import Secrets, secret_env
 from settings.model import BackupSchedule, BackupsConfig
 from settings.naming import POSTGRES_PORT, QDRANT_PORT, REDIS_PORT, Naming
 
-_SOURCE = Path(__file__).parent / "scripts" / "backup"
+_SOURCE = Path(__file__).parent / "image"
 # The build context as the Docker provider sees it: relative to the project
 # directory, where Pulumi runs the program, so state does not hold a local path.
-BUILD_CONTEXT = "components/scripts/backup"
+BUILD_CONTEXT = "components/backups/image"
 
-# Paths inside the container (scripts/backup/Dockerfile installs under HOME).
+# Paths inside the container (image/Dockerfile installs under HOME).
 HOME = "/opt/shia-backup"
 BACKUP_COMMAND = f"{HOME}/bin/backup"
 RESTORE_COMMAND = f"{HOME}/bin/restore"

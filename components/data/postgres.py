@@ -8,10 +8,10 @@ from typing import Optional
 
 import pulumi
 
-from components.containers import Healthcheck
-from components.data_service import DataService, DataServiceArgs, DataServiceSpec
+from components.host.containers import Healthcheck
+from components.data.service import DataService, DataServiceArgs, DataServiceSpec
 from components.secrets import secret_env
-from components.docker_host import DockerHost, in_container
+from components.host.docker_host import DockerHost, in_container
 
 SET_PASSWORD_SCRIPT = (Path(__file__).parent / "scripts" / "postgres-set-password.sh").read_text()
 

@@ -3,7 +3,7 @@
 The guide's three (HighErrorRate, DatabaseDown, HighMemoryUsage) and the
 platform's own. Every alert has a promtool unit test that fires it and one that
 must not (tests/promtool/alerts_test.yml). Job names are those of
-components/monitoring_config.py; the tests check that each one exists.
+components/monitoring/prometheus.py; the tests check that each one exists.
 
 What is measured, and what is not:
 - Memory per container would need cAdvisor, which wants the Docker socket or
@@ -26,11 +26,11 @@ from typing import Mapping, Optional
 
 from pydantic import Field
 
-from components.monitoring_config import DISK_PROBE_PATH, YamlModel, header
-from components.backups import backup_periods
+from components.monitoring.prometheus import DISK_PROBE_PATH, YamlModel, header
+from components.backups.backups import backup_periods
 from settings.model import BackupSchedule
 
-# Written by the backup job into its textfile (components/backups.py), read by
+# Written by the backup job into its textfile (components/backups/backups.py), read by
 # node-exporter. A service that never succeeded reports a success time of 0.
 BACKUP_SUCCESS_METRIC = "shia_chatbot_backup_last_success_timestamp_seconds"
 BACKUP_STATUS_METRIC = "shia_chatbot_backup_last_status"  # 1 verified, 0 failed
@@ -38,7 +38,7 @@ BACKUP_STATUS_METRIC = "shia_chatbot_backup_last_status"  # 1 verified, 0 failed
 
 def backup_stale_after(schedule: BackupSchedule) -> dict[str, timedelta]:
     """service -> when its newest backup is stale: one whole period of the backup
-    job's own schedule (components/backups.py), plus time for the next run to
+    job's own schedule (components/backups/backups.py), plus time for the next run to
     finish: 15 minutes for an hourly job, 2 hours for a daily one."""
     return {service: period + (timedelta(minutes=15) if period <= timedelta(hours=1) else timedelta(hours=2))
             for service, period in backup_periods(schedule).items()}

@@ -1,7 +1,7 @@
 """Prometheus's configuration as typed data, rendered with yaml.safe_dump / json.
 
 Two kinds of file, split by what changes them:
-- prometheus.yml (and the rule files, components/monitoring_rules.py) depend on
+- prometheus.yml (and the rule files, components/monitoring/rules.py) depend on
   stack settings only. They are uploads of the Prometheus container: it is
   created with them, and replaced (TSDB kept on its volume) when they change.
 - targets/<job>.json (file_sd) list the app replicas of every deployed slot and
@@ -46,6 +46,10 @@ TARGETS_REFRESH = "30s"
 
 
 def header(what: str, environment: str, source: str) -> str:
+    """The first line of a rendered file. It is part of the container's uploads,
+    so editing `source` replaces the container: the callers still pass the
+    module names from before components/ was grouped by concern (that move
+    changed no input), until the next change to what they render."""
     return f"# {what} for {environment}, rendered from {source}; do not edit on the host.\n"
 
 

@@ -9,7 +9,7 @@ from typing import Optional, Sequence
 import pulumi
 import pulumi_docker as docker
 
-from components.containers import ContainerSpec, Healthcheck, data_volume, hardened_container, pulled_image
+from components.host.containers import ContainerSpec, Healthcheck, data_volume, hardened_container, pulled_image
 from settings.naming import Naming
 
 

@@ -12,7 +12,7 @@ from typing import Optional, Sequence
 import pulumi
 import pulumi_docker as docker
 
-from components.containers import ContainerSpec, Healthcheck, hardened_container
+from components.host.containers import ContainerSpec, Healthcheck, hardened_container
 from components.secrets import secret_env
 from settings.model import WORKER_CONCURRENCY
 from settings.naming import FLOWER_PORT, Naming

@@ -1,12 +1,12 @@
 """The named steps of a blue/green release, each a command on the Docker host.
 
-A slot's release runs, in this order (components/app.py wires it):
+A slot's release runs, in this order (components/app/slot.py wires it):
   1. pre-migration backup of PostgreSQL (the backup component's own script)
   2. migrations: `alembic upgrade head`, once, with the slot's image
   3. the slot's replicas start and are healthy (container healthchecks)
   4. smoke check: /health?check_services=true on every replica, from the frontend
      network (nginx's path to the replicas), with nginx's own image as the probe
-and the switch (components/router.py) depends on step 4 of the target slot.
+and the switch (components/router/router.py) depends on step 4 of the target slot.
 
 Steps 1, 2 and 4 run when, and only when, their triggers change: the slot's
 image for 1 and 2; the image and the replicas' ids for 4. A switch changes none
@@ -21,13 +21,13 @@ from typing import Sequence
 
 import pulumi
 
-from components.docker_host import DockerHost
+from components.host.docker_host import DockerHost
 
 _SCRIPTS = Path(__file__).parent / "scripts"
 
 
 def script(name: str, **params: object) -> str:
-    """A script from components/scripts with its parameters set as shell variables above it."""
+    """A script from components/app/scripts with its parameters set as shell variables above it."""
     header = "".join(f"{key}={shlex.quote(str(value))}\n" for key, value in params.items())
     return header + (_SCRIPTS / name).read_text()
 

@@ -14,7 +14,7 @@ from typing import Optional, Sequence
 
 from pydantic import Field
 
-from components.monitoring_config import YamlModel, header
+from components.monitoring.prometheus import YamlModel, header
 from settings.model import SmtpConfig
 
 CONFIG_DIR = "/etc/alertmanager"

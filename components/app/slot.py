@@ -1,4 +1,4 @@
-"""One blue/green slot of the app, released in the order components/release.py
+"""One blue/green slot of the app, released in the order components/app/release.py
 describes: pre-migration backup, migrations, `replicas` uvicorn containers on
 both networks, smoke check."""
 
@@ -10,9 +10,9 @@ from typing import Optional, Sequence
 import pulumi
 import pulumi_docker as docker
 
-from components import release
-from components.containers import ContainerSpec, Healthcheck, hardened_container, pulled_image
-from components.docker_host import DockerHost
+from components.app import release
+from components.host.containers import ContainerSpec, Healthcheck, hardened_container, pulled_image
+from components.host.docker_host import DockerHost
 from settings.naming import APP_PORT, Naming
 
 

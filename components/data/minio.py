@@ -7,10 +7,10 @@ from typing import Optional
 
 import pulumi
 
-from components.containers import Healthcheck
-from components.data_service import DataService, DataServiceArgs, DataServiceSpec
+from components.host.containers import Healthcheck
+from components.data.service import DataService, DataServiceArgs, DataServiceSpec
 from components.secrets import secret_env
-from components.docker_host import DockerHost, in_container
+from components.host.docker_host import DockerHost, in_container
 
 BUCKET_PURPOSES = ("documents", "backups")
 

@@ -14,9 +14,9 @@ from typing import Optional, Sequence
 import pulumi
 import pulumi_docker as docker
 
-from components.containers import ContainerSpec, Healthcheck, hardened_container, pulled_image
-from components.docker_host import DockerHost, in_container
-from components.router_config import APPLY_SCRIPT, CONF_PATH, WORKER_SHUTDOWN_TIMEOUT, RouterSpec, digest
+from components.host.containers import ContainerSpec, Healthcheck, hardened_container, pulled_image
+from components.host.docker_host import DockerHost, in_container
+from components.router.nginx_config import APPLY_SCRIPT, CONF_PATH, WORKER_SHUTDOWN_TIMEOUT, RouterSpec, digest
 from settings.model import TlsConfig
 from settings.naming import Naming
 

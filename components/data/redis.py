@@ -7,8 +7,8 @@ from typing import Optional
 
 import pulumi
 
-from components.containers import Healthcheck
-from components.data_service import DataService, DataServiceArgs, DataServiceSpec
+from components.host.containers import Healthcheck
+from components.data.service import DataService, DataServiceArgs, DataServiceSpec
 from components.secrets import secret_env
 
 

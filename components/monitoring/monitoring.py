@@ -12,7 +12,7 @@ Alertmanager alone also joins a network of its own with a route out, to reach
 the SMTP server and the webhook. What changes with a release or a switch (the
 scrape targets) is written into the running Prometheus by a step; what changes
 with settings (config, rules, credentials) is uploaded into the container,
-which is then replaced with its TSDB kept on a volume (components/monitoring_config.py).
+which is then replaced with its TSDB kept on a volume (components/monitoring/prometheus.py).
 """
 
 from __future__ import annotations
@@ -24,12 +24,12 @@ from typing import Mapping, Optional, Sequence
 import pulumi
 import pulumi_docker as docker
 
-from components import alertmanager_config as am
-from components import monitoring_config as mc
-from components.containers import ContainerSpec, Healthcheck, hardened_container, labelled_volume, pulled_image
-from components.docker_host import DockerHost, in_container
-from components.monitoring_rules import MEMORY_METRICS, RulesSpec, backup_stale_after
-from components.network import labelled_network
+from components.monitoring import alertmanager as am
+from components.monitoring import prometheus as mc
+from components.host.containers import ContainerSpec, Healthcheck, hardened_container, labelled_volume, pulled_image
+from components.host.docker_host import DockerHost, in_container
+from components.monitoring.rules import MEMORY_METRICS, RulesSpec, backup_stale_after
+from components.host.networks import labelled_network
 from components.secrets import secret_env
 from settings.model import BackupSchedule, ImagesConfig, MonitoringConfig, SmtpConfig
 from settings.naming import POSTGRES_PORT, REDIS_PORT, Naming

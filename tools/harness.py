@@ -84,7 +84,9 @@ class _Mocks(pulumi.runtime.Mocks):
         if args.typ == "docker:index/container:Container":
             # Docker gives every created container a new id; steps keyed on ids
             # (the router's reload, smoke checks) must see a replacement.
-            fingerprint = hashlib.sha256(json.dumps(args.inputs, sort_keys=True, default=str).encode()).hexdigest()
+            # An unknown input (preview) stands as its type name: its repr holds an address.
+            fingerprint = hashlib.sha256(json.dumps(args.inputs, sort_keys=True,
+                                                    default=lambda v: type(v).__name__).encode()).hexdigest()
             return f"{args.name}-{fingerprint[:12]}", state
         return f"{args.name}-id", state
 
