@@ -1,14 +1,18 @@
-"""README's config reference, generated from the pydantic models and the defaults table.
+"""The config reference in docs/configuration.md, generated from the pydantic
+models and the defaults table.
 
-`python -m settings.reference` prints it; tests/test_docs.py checks README.md
-holds exactly this text between its markers, so the two cannot drift apart.
+`python -m settings.reference` prints it; `--write docs/configuration.md`
+replaces the text between the markers (`make docs`); tests/test_docs.py checks
+the file holds exactly this text, so the two cannot drift apart.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import typing
-from typing import Any, Iterator
+from pathlib import Path
+from typing import Any, Iterator, Optional
 
 from pydantic import BaseModel
 
@@ -19,6 +23,15 @@ from settings.secret_names import SECRET_KEYS
 BEGIN = "<!-- config-reference:begin -->"
 END = "<!-- config-reference:end -->"
 ENVS = ("dev", "stage", "prod")
+
+# Requirements that tie keys together (settings/load.py `_check_relations`, and
+# the optional objects whose own keys are required once the object is set):
+# key -> the cell for dev, stage, prod. tests/test_docs.py proves each claim
+# against the loader.
+CONDITIONS: dict[str, tuple[str, str, str]] = {
+    "dockerHostKey": ("required for `ssh://`",) * 3,
+    "domain": ("— (required with `tls.enabled`)", "**required**", "**required**"),
+}
 
 
 def _type_name(annotation: Any) -> str:
@@ -45,20 +58,29 @@ def _nested_model(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
-def _rows(model: type[BaseModel], prefix: str, defaults: dict[str, dict]) -> Iterator[list[str]]:
+def _rows(model: type[BaseModel], prefix: str, defaults: dict[str, dict],
+          optional_parent: Optional[str] = None) -> Iterator[list[str]]:
     for name, field in model.model_fields.items():
         key = prefix + (field.alias or name)
         nested = _nested_model(field.annotation) if typing.get_origin(field.annotation) is not dict else None
         if nested is not None:
-            yield [key, "object", "", "", ""]
-            yield from _rows(nested, key + ".", {e: (d.get(field.alias or name) or {}) for e, d in defaults.items()})
+            optional = None if field.is_required() else key
+            yield [key, "object" + (" (optional)" if optional else ""), "", "", ""]
+            yield from _rows(nested, key + ".", {e: (d.get(field.alias or name) or {}) for e, d in defaults.items()},
+                             optional_parent=optional or optional_parent)
+            continue
+        if key in CONDITIONS:
+            yield [key, _type_name(field.annotation).removesuffix(" (optional)"), *CONDITIONS[key]]
             continue
         cells = []
         for env in ENVS:
             value = defaults[env].get(field.alias or name, None)
             if value is None and not field.is_required() and field.default is not None:
                 value = field.default if not callable(field.default_factory) else field.default_factory()
-            cells.append("**required**" if value in (None, {}, []) and field.is_required() else _show(value))
+            if value in (None, {}, []) and field.is_required():
+                cells.append(f"required in `{optional_parent}`" if optional_parent else "**required**")
+            else:
+                cells.append(_show(value))
         yield [key, _type_name(field.annotation), *cells]
 
 
@@ -80,5 +102,18 @@ def render() -> str:
     return "\n".join(lines)
 
 
+def write(path: Path) -> None:
+    """Replace the text between BEGIN and END in `path` with render()."""
+    text = path.read_text()
+    begin, end = text.index(BEGIN) + len(BEGIN), text.index(END)
+    path.write_text(text[:begin] + "\n" + render() + "\n" + text[end:])
+
+
 if __name__ == "__main__":
-    print(render())
+    parser = argparse.ArgumentParser(description="Print, or write into a file, the config reference.")
+    parser.add_argument("--write", type=Path, metavar="FILE", help="replace the text between the markers in FILE")
+    args = parser.parse_args()
+    if args.write:
+        write(args.write)
+    else:
+        print(render())
