@@ -276,9 +276,19 @@ def test_dry_run_reports_counts_and_changes_nothing(lab):
     assert counts["documents to copy"] == "2"
     assert counts["chunks to copy"] == "301"
     assert counts["vectors to copy"] == "301"
-    assert "Dry run: nothing changed." in out
+    assert ("Dry run: nothing was written. A real run (the same command without --dry-run) would copy"
+            " 2 documents, 301 chunks and 301 vectors into prod_shia_chatbot and prod_documents.") in out
     assert lab.snapshot("prod") == before
     assert lab.qdrant["prod"].points == points_before and not lab.qdrant["prod"].writes()
+
+
+def test_a_dry_run_with_nothing_to_move_says_a_real_run_would_find_nothing(lab):
+    assert lab.promote("--since", SINCE)[0] == 0
+    code, out, err = lab.promote("--since", SINCE, "--dry-run")
+    assert code == 0, err
+    assert "Dry run: nothing was written. A real run (the same command without --dry-run) would find nothing" \
+           " to promote." in out
+    assert "Promoted" not in out and not err
 
 
 def test_promotion_copies_exactly_the_approved_documents_created_since(lab):
@@ -346,6 +356,12 @@ def test_a_column_prod_lacks_is_refused(lab, dry_run):
     assert code == 1
     assert report(out)["columns prod lacks (refused)"] == "documents.language"
     assert "release the migration first" in err
+    # A refused dry run says so; only a real run talks of commits and re-runs.
+    if dry_run:
+        assert "this was a dry run, which writes nothing; a real run would stop here too" in err
+        assert "committed" not in err and "re-run" not in err
+    else:
+        assert "nothing was committed to prod_shia_chatbot; a re-run is safe" in err
     assert lab.snapshot("prod") == before and not lab.qdrant["prod"].writes()
 
 
@@ -383,3 +399,32 @@ def test_promotion_goes_one_step_up(source, target):
                           cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert "promotion goes one step up dev -> stage -> prod" in done.stderr
+
+
+@pytest.mark.parametrize("command,cwd", [
+    (["tools/promote.py"], ROOT),
+    ([str(ROOT / "tools" / "promote.py")], Path("/")),  # the file, from anywhere
+    (["-m", "tools.promote"], ROOT),  # as `make promote` runs it
+], ids=["file", "file-elsewhere", "module"])
+def test_help_works_as_a_file_and_as_a_module(command, cwd):
+    done = subprocess.run([sys.executable, *command, "--help"], cwd=cwd, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "--dry-run" in done.stdout and "--since" in done.stdout
+
+
+def test_the_file_runs_a_promotion_too(lab):
+    done = subprocess.run([sys.executable, str(ROOT / "tools" / "promote.py"), "--from", "stage", "--to", "prod",
+                           "--since", SINCE, "--dry-run"],
+                          cwd="/", env=lab.env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert report(done.stdout)["documents to copy"] == "2"
+
+
+def test_make_promote_runs_the_tool(lab):
+    # -o: the venv running these tests is never rebuilt by a test.
+    done = subprocess.run([need("make"), "-o", "venv/.installed", "promote", f"SINCE={SINCE}", "DRY_RUN=1"],
+                          cwd=ROOT, env=lab.env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "-m tools.promote --from stage --to prod --since 2025-11-01 --dry-run" in done.stdout
+    assert report(done.stdout)["documents to copy"] == "2"
+    assert "Dry run: nothing was written." in done.stdout

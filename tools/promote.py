@@ -1,6 +1,7 @@
 """Promote approved documents, their chunks and their vectors to the next environment.
 
     venv/bin/python -m tools.promote --from stage --to prod [--since 2025-11-01] [--dry-run]
+    venv/bin/python tools/promote.py ...        (the same)
 
 Connections come from the environment, never the command line (README,
 "Promoting documents from stage to prod", says how to open them):
@@ -9,8 +10,9 @@ Connections come from the environment, never the command line (README,
     PROMOTE_SOURCE_QDRANT, PROMOTE_TARGET_QDRANT    http://host:port
     PROMOTE_SOURCE_QDRANT_API_KEY, PROMOTE_TARGET_QDRANT_API_KEY
 
-Both runs print the same report first; a dry run stops there. Exit status: 0
-done (or nothing to do), 1 refused or failed with nothing committed, 2 usage.
+Both runs print the same report first; a dry run stops there and says what a
+real run would do. Exit status: 0 done (or nothing to do), 1 refused or failed
+with nothing committed, 2 usage.
 """
 
 from __future__ import annotations
@@ -19,14 +21,20 @@ import argparse
 import os
 import sys
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Optional, get_args
 
 import psycopg
 
-from settings.model import Environment
-from settings.naming import Naming
-from tools import promote_postgres as pg
-from tools.promote_qdrant import Collection, QdrantError, copy_points
+if __package__ in (None, ""):
+    # Run as a file (python tools/promote.py), Python puts tools/ on the path,
+    # not the project root that holds the settings and tools packages.
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from settings.model import Environment  # noqa: E402
+from settings.naming import Naming  # noqa: E402
+from tools import promote_postgres as pg  # noqa: E402
+from tools.promote_qdrant import Collection, QdrantError, copy_points  # noqa: E402
 
 ORDER = get_args(Environment)  # dev, stage, prod: content passes through each in turn
 
@@ -88,13 +96,19 @@ def promote(args: argparse.Namespace) -> int:
     with pg.connect_source(_env("PROMOTE_SOURCE_DSN"), src.database) as source, \
             pg.connect_target(_env("PROMOTE_TARGET_DSN"), tgt.database) as target:
         plan = pg.plan(source, target, args.since)
-        _report(args, plan, source_points.count(plan.document_ids))
+        vectors = source_points.count(plan.document_ids)
+        _report(args, plan, vectors)
         if plan.columns.source_only:
             # Copying without them would lose their values for good: release
             # the migration to the target first (its slot's migrate step adds them).
             raise pg.PromotionError(f"{args.target} lacks columns {args.source} has; release the migration first")
         if args.dry_run:
-            print("Dry run: nothing changed.")
+            if plan.document_ids:
+                would = (f"copy {len(plan.document_ids)} documents, {plan.chunks} chunks and {vectors} vectors"
+                         f" into {tgt.database} and {tgt.collection}")
+            else:
+                would = "find nothing to promote"
+            print(f"Dry run: nothing was written. A real run (the same command without --dry-run) would {would}.")
             return 0
         if not plan.document_ids:
             print("Nothing to promote.")
@@ -114,7 +128,11 @@ def main(argv: Optional[list[str]] = None) -> int:
         return promote(args)
     except (pg.PromotionError, QdrantError, psycopg.Error) as e:
         print(f"promote: {e}", file=sys.stderr)
-        print(f"promote: nothing was committed to {Naming(args.target).database}; a re-run is safe.", file=sys.stderr)
+        if args.dry_run:
+            print("promote: this was a dry run, which writes nothing; a real run would stop here too.", file=sys.stderr)
+        else:
+            print(f"promote: nothing was committed to {Naming(args.target).database}; a re-run is safe.",
+                  file=sys.stderr)
         return 1
 
 
