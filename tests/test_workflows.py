@@ -160,13 +160,13 @@ def state_targets() -> set[str]:
         rule = re.match(r"([a-z][a-z0-9-]*):(?!=)(.*)", line)
         if rule:
             target = rule[1]
-            rules[target] = (rule[2].split(), "")
+            rules[target] = (rule[2].split("##")[0].split(), "")  # `## text` is `make help`'s line
         elif line.startswith("\t") and target:
             rules[target] = (rules[target][0], rules[target][1] + line + "\n")
 
     def opens(name: str) -> bool:
         prerequisites, recipe = rules[name]
-        return bool(re.search(r"^\t@?pulumi\s", recipe, re.M)) or any(p in rules and opens(p) for p in prerequisites)
+        return bool(re.search(r"^\t@?(?:[A-Z_]+=\S+ )*pulumi\s", recipe, re.M)) or any(p in rules and opens(p) for p in prerequisites)
 
     return {name for name in rules if opens(name)}
 
