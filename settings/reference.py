@@ -13,7 +13,7 @@ from typing import Any, Iterator
 from pydantic import BaseModel
 
 from settings.defaults import defaults_for
-from settings.model import StackConfig
+from settings.model import Shape, StackConfig
 from settings.secret_names import SECRET_KEYS
 
 BEGIN = "<!-- config-reference:begin -->"
@@ -21,9 +21,12 @@ END = "<!-- config-reference:end -->"
 ENVS = ("dev", "stage", "prod")
 
 
-def _type_name(annotation: Any) -> str:
+def _type_name(annotation: Any, metadata: list[Any] = ()) -> str:
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
+    shape = next((m for m in (*metadata, *getattr(annotation, "__metadata__", ())) if isinstance(m, Shape)), None)
+    if shape is not None:
+        return shape.name
     if origin is typing.Literal:
         return " \\| ".join(str(a) for a in args)
     if origin is typing.Union:
@@ -59,7 +62,7 @@ def _rows(model: type[BaseModel], prefix: str, defaults: dict[str, dict]) -> Ite
             if value is None and not field.is_required() and field.default is not None:
                 value = field.default if not callable(field.default_factory) else field.default_factory()
             cells.append("**required**" if value in (None, {}, []) and field.is_required() else _show(value))
-        yield [key, _type_name(field.annotation), *cells]
+        yield [key, _type_name(field.annotation, field.metadata), *cells]
 
 
 def _show(value: Any) -> str:
