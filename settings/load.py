@@ -43,18 +43,21 @@ def _key(path: str) -> str:
     return f"{PROJECT}:{path}"
 
 
-def _raw_stack_config() -> tuple[dict[str, Any], list[str]]:
+def _raw_stack_config() -> tuple[dict[str, Any], list[str], set[str]]:
     """Every `shia-chatbot:*` key the stack sets (objects decoded from their JSON
-    form), and the problems of its secret keys (written in plaintext, or holding a
-    control character). A secret's value is only looked at, never kept or shown."""
+    form), the problems of its secret keys (written in plaintext, or holding a
+    control character), and which secret keys are set. A secret's value is only
+    looked at, never kept or shown."""
     raw: dict[str, Any] = {}
     problems: list[str] = []
+    secrets: set[str] = set()
     prefix = f"{PROJECT}:"
     for full_key, value in CONFIG.get().items():
         if not full_key.startswith(prefix):
             continue  # other namespaces' keys (aws:region, pulumi:tags) are the CLI's and providers'
         key = full_key[len(prefix):]
         if key in SECRET_KEYS:
+            secrets.add(key)
             if not is_config_secret(full_key):
                 problems.append(
                     f"{full_key} is stored in plaintext; set it with "
@@ -67,7 +70,7 @@ def _raw_stack_config() -> tuple[dict[str, Any], list[str]]:
                     "a line break splits the env line or file it reaches; set it again without them")
             continue
         raw[key] = _decode(value)
-    return raw, problems
+    return raw, problems, secrets
 
 
 def _decode(value: str) -> Any:
@@ -216,8 +219,8 @@ def _environment_rules(cfg: StackConfig) -> list[str]:
     return problems
 
 
-def _check_relations(cfg: StackConfig, stack: str) -> list[str]:
-    """Rules that tie several keys (or the stack name) together."""
+def _check_relations(cfg: StackConfig, stack: str, secrets: Collection[str] = ()) -> list[str]:
+    """Rules that tie several keys (or the stack name, or which secrets are set) together."""
     problems: list[str] = []
     env = cfg.environment
     if stack != env and not stack.startswith(f"{env}-"):
@@ -262,11 +265,21 @@ def _check_relations(cfg: StackConfig, stack: str) -> list[str]:
             problems.append(
                 f"{_key('rotation.' + name)}: unknown secret; allowed: {', '.join(sorted(GENERATED))}"
             )
+    if cfg.registry is not None and "registryPassword" not in secrets:
+        problems.append(
+            f"{_key('registry')} = {json.dumps(cfg.registry.model_dump(by_alias=True))}: needs the secret "
+            f"{_key('registryPassword')} (`pulumi config set --secret registryPassword`); set both or neither")
+    if cfg.registry is None and "registryPassword" in secrets:
+        problems.append(
+            f"{_key('registryPassword')} is set without {_key('registry')}: set registry.server and "
+            "registry.username too, or remove the password")
     return problems + _environment_rules(cfg)
 
 
-def parse(raw: dict[str, Any], stack: str) -> StackConfig:
-    """Validate raw stack config (camelCase keys) for `stack`; raise ConfigError."""
+def parse(raw: dict[str, Any], stack: str, *, secrets: Collection[str] = ()) -> StackConfig:
+    """Validate raw stack config (camelCase keys) for `stack`; raise ConfigError.
+
+    secrets: the secret keys the stack sets (their values never come here)."""
     control = _control_characters(raw)
     env = raw.get("environment")
     if env not in get_args(Environment):
@@ -282,7 +295,7 @@ def parse(raw: dict[str, Any], stack: str) -> StackConfig:
         described = [_describe(e) for e in exc.errors() if not _under(_path(tuple(e["loc"])), control)]
         raise ConfigError([*control.values(), *described]) from None
     # Relations read the values; one holding a control character is already reported.
-    problems = list(control.values()) or _check_relations(cfg, stack)
+    problems = list(control.values()) or _check_relations(cfg, stack, secrets)
     if problems:
         raise ConfigError(problems)
     return cfg
@@ -294,10 +307,10 @@ def _under(path: str, reported: Collection[str]) -> bool:
 
 def load() -> StackConfig:
     """The stack's config, validated. Call once, before any resource."""
-    raw, problems = _raw_stack_config()
+    raw, problems, secrets = _raw_stack_config()
     if problems:
         raise ConfigError(problems)
-    return parse(raw, pulumi.get_stack())
+    return parse(raw, pulumi.get_stack(), secrets=secrets)
 
 
 def ssh_parts(docker_host: str) -> dict[str, Any]:

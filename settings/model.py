@@ -48,10 +48,12 @@ class Shape:
 
 HostName = Annotated[str, Shape("host name"), AfterValidator(values.host_name)]
 Host = Annotated[str, Shape("host name or IPv4"), AfterValidator(values.host)]
+HostAndPort = Annotated[str, Shape("host[:port]"), AfterValidator(values.host_and_port)]
 Origin = Annotated[str, Shape("origin"), AfterValidator(values.origin)]
 Url = Annotated[str, Shape("URL"), AfterValidator(values.url)]
 Email = Annotated[str, Shape("e-mail address"), AfterValidator(values.email)]
 Login = Annotated[str, Shape("user name"), AfterValidator(values.login)]
+RegistryLogin = Annotated[str, Shape("user name"), AfterValidator(values.registry_login)]
 HostPath = Annotated[str, Shape("host path"), AfterValidator(values.host_path)]
 AwsRegion = Annotated[str, Shape("AWS region"), AfterValidator(values.aws_region)]
 # A pinned reference: a tag other than `latest`, or a digest.
@@ -149,6 +151,14 @@ class SmtpConfig(_Model):
     from_email: Email
 
 
+class RegistryConfig(_Model):
+    """The private registry the images are pulled from; its password is the secret
+    `registryPassword` (set both or neither)."""
+
+    server: HostAndPort
+    username: RegistryLogin
+
+
 class StackConfig(_Model):
     environment: Environment
     docker_host: str
@@ -176,6 +186,7 @@ class StackConfig(_Model):
     openrouter_base_url: Url
     langfuse_host: Optional[Url] = None
     smtp: Optional[SmtpConfig] = None
+    registry: Optional[RegistryConfig] = None
     # Bump a value to regenerate that secret (RandomPassword keepers).
     rotation: dict[str, int] = Field(default_factory=dict)
 

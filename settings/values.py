@@ -143,6 +143,22 @@ def port(value: str) -> int:
     return int(value)
 
 
+def host_and_port(value: str) -> str:
+    """`host[:port]`: a registry server (`ghcr.io`, `registry.example.org:5000`), no scheme or path."""
+    if "://" in value or "/" in value:
+        bare = value.split("://", 1)[-1].split("/", 1)[0]
+        raise Invalid("must be host[:port], without a scheme or path", _or_none(host_and_port, bare))
+    name, colon, number = value.partition(":")
+    try:
+        host(name)
+    except Invalid as error:
+        suggestion = f"{error.suggestion}{colon}{number}" if error.suggestion else None
+        raise Invalid(f"host {name!r}: {error.reason}", suggestion) from None
+    if colon:
+        port(number)
+    return value
+
+
 def origin(value: str) -> str:
     """A browser origin: http(s)://host[:port], no path, query or trailing slash.
     `*` and a wildcard host (`https://*.example.org`) pass here; settings/load.py
@@ -221,6 +237,14 @@ def login(value: str) -> str:
     """A user name to log in with: printable ASCII, no spaces (`apikey`, `AKIA...`, `ops@example.org`)."""
     if not value or not all("!" <= c <= "~" for c in value) or len(value) > 256:
         raise Invalid("must be 1-256 printable ASCII characters without spaces")
+    return value
+
+
+def registry_login(value: str) -> str:
+    """A registry user name: a login without ':' (HTTP basic auth joins user:password)."""
+    login(value)
+    if ":" in value:
+        raise Invalid("must not contain ':' (registries join user:password for basic auth)")
     return value
 
 

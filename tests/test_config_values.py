@@ -38,6 +38,11 @@ GRAMMARS = {
         ["localhost", "127.0.0.1", "10.0.0.5", "smtp.example.org"],
         {"127.0.0.01": "IPv4 address", "256.0.0.1": "IPv4 address", "1.2.3": "IPv4 address",
          "*": "a DNS host name", "::1": "a DNS host name"}),
+    values.host_and_port: (
+        ["ghcr.io", "registry.example.org:5000", "localhost:5000", "10.0.0.5:5000"],
+        {"https://ghcr.io": 'without a scheme or path; use "ghcr.io"', "ghcr.io/team": 'use "ghcr.io"',
+         "ghcr.io:0": "from 1 to 65535", "ghcr.io:65536": "from 1 to 65535", "ghcr.io:": "from 1 to 65535",
+         "Ghcr.io": 'use "ghcr.io"', "bücher.de:5000": 'use "xn--bcher-kva.de:5000"'}),
     values.origin: (
         ["https://shia-chatbot.example.org", "http://localhost:8080", "https://127.0.0.1:3000",
          "https://www.shia-chatbot.example.org:8443", "*", "https://*.example.org"],
@@ -76,6 +81,9 @@ GRAMMARS = {
     values.login: (
         ["apikey", "AKIAIOSFODNN7EXAMPLE", "noreply@shia-chatbot.example.org", "user:with-colon"],
         {"": "printable ASCII", "two words": "without spaces", "jörg": "printable ASCII"}),
+    values.registry_login: (
+        ["deploy-bot", "robot$ci", "AWS", "_json_key"],
+        {"user:x": "must not contain ':'", "a b": "without spaces"}),
     values.host_path: (
         ["/etc/letsencrypt", "/var/www/certbot", "/srv/tls/le.d", "/opt/my_certs-2"],
         {"etc/letsencrypt": "absolute", "/": "not the host's root", "//": "not the host's root",
@@ -267,7 +275,7 @@ def test_a_refused_value_stops_the_program_before_any_resource():
     assert [r.type for r in run.resources] == ["pulumi:pulumi:Stack"]
 
 
-@pytest.mark.parametrize("key", ["openaiApiKey", "smtpPassword", "alertWebhookUrl"])
+@pytest.mark.parametrize("key", ["openaiApiKey", "smtpPassword", "alertWebhookUrl", "registryPassword"])
 def test_a_secret_with_a_line_break_is_refused_without_showing_it(key):
     value = secrets.token_hex(16)
     run = harness.run("prod", PROD, secret_config={key: value + "\n"})
