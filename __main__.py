@@ -35,7 +35,7 @@ naming = Naming(cfg.environment)
 env = cfg.environment
 
 host = DockerHost(naming.resource("docker-host"), DockerHostArgs(docker_host=cfg.docker_host,
-                                                                host_key=cfg.docker_host_key))
+                                                                host_key=cfg.docker_host_key, registry=cfg.registry))
 on_host = pulumi.ResourceOptions(providers=[host.provider])
 
 secrets = Secrets(naming.resource("secrets"), SecretsArgs(naming=naming, rotation=cfg.rotation))

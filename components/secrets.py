@@ -75,6 +75,11 @@ def ssh_private_key() -> Optional[pulumi.Output[str]]:
     return pulumi.Config(PROJECT).get_secret("sshPrivateKey")
 
 
+def registry_password() -> Optional[pulumi.Output[str]]:
+    """The password (or token) for `registry`, if set; settings/load.py requires both or neither."""
+    return pulumi.Config(PROJECT).get_secret("registryPassword")
+
+
 def password_resource_name(naming: Naming, key: str) -> str:
     """The RandomPassword behind GENERATED[key]: `secretKey` -> `<env>-secret-key`."""
     return naming.resource("".join(f"-{c.lower()}" if c.isupper() else c for c in key))

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Optional, get_args
+from typing import Any, Collection, Iterator, Optional, get_args
 
 import pulumi
 from pulumi.runtime.config import CONFIG, is_config_secret
 from pydantic import BaseModel, ValidationError
 
+from settings import values
 from settings.defaults import defaults_for, deep_merge
 from settings.model import Environment, StackConfig
 from settings.secret_names import GENERATED, SECRET_KEYS
@@ -22,8 +23,12 @@ from settings.secret_names import GENERATED, SECRET_KEYS
 PROJECT = "shia-chatbot"
 
 
-_HOST_KEY = re.compile(r"^(ssh-ed25519|ecdsa-sha2-nistp(256|384|521)|ssh-rsa) [A-Za-z0-9+/]+={0,3}$")
-_SSH_HOST = re.compile(r"^ssh://(?P<user>[A-Za-z0-9._-]+)@(?P<host>[A-Za-z0-9.-]+)(?::(?P<port>\d{1,5}))?$")
+_HOST_KEY = re.compile(r"(ssh-ed25519|ecdsa-sha2-nistp(256|384|521)|ssh-rsa) [A-Za-z0-9+/]+={0,3}")
+# The user never starts with '-' (it would read as an ssh option); the host is checked by values.host.
+_SSH_HOST = re.compile(r"ssh://(?P<user>[A-Za-z0-9_][A-Za-z0-9._-]*)@(?P<host>[^:/@]+)(?::(?P<port>[^/]*))?")
+_TCP_HOST = re.compile(r"tcp://(?P<host>[^:/@]+):(?P<port>[^/]*)")
+# A PEM private key is lines of text; every other secret is one line.
+_MULTILINE_SECRETS = {"sshPrivateKey": "\r\n"}
 
 
 class ConfigError(pulumi.RunError):
@@ -38,25 +43,34 @@ def _key(path: str) -> str:
     return f"{PROJECT}:{path}"
 
 
-def _raw_stack_config() -> tuple[dict[str, Any], list[str]]:
+def _raw_stack_config() -> tuple[dict[str, Any], list[str], set[str]]:
     """Every `shia-chatbot:*` key the stack sets (objects decoded from their JSON
-    form), and the secret keys that were written in plaintext."""
+    form), the problems of its secret keys (written in plaintext, or holding a
+    control character), and which secret keys are set. A secret's value is only
+    looked at, never kept or shown."""
     raw: dict[str, Any] = {}
-    plaintext: list[str] = []
+    problems: list[str] = []
+    secrets: set[str] = set()
     prefix = f"{PROJECT}:"
     for full_key, value in CONFIG.get().items():
         if not full_key.startswith(prefix):
-            continue
+            continue  # other namespaces' keys (aws:region, pulumi:tags) are the CLI's and providers'
         key = full_key[len(prefix):]
         if key in SECRET_KEYS:
+            secrets.add(key)
             if not is_config_secret(full_key):
-                plaintext.append(
+                problems.append(
                     f"{full_key} is stored in plaintext; set it with "
                     f"`pulumi config set --secret {key}`"
                 )
+            codes = values.control_characters(value, allowed=_MULTILINE_SECRETS.get(key, ""))
+            if codes:
+                problems.append(
+                    f"{full_key} holds control characters ({', '.join(codes)}; the value is not shown): "
+                    "a line break splits the env line or file it reaches; set it again without them")
             continue
         raw[key] = _decode(value)
-    return raw, plaintext
+    return raw, problems, secrets
 
 
 def _decode(value: str) -> Any:
@@ -78,8 +92,45 @@ def _path(loc: tuple[Any, ...]) -> str:
         if isinstance(item, int):
             parts.append(f"[{item}]")
         else:
-            parts.append(("." if parts else "") + str(item))
+            parts.append(("." if parts else "") + _printable(str(item)))
     return "".join(parts)
+
+
+def _printable(text: str) -> str:
+    # A key holding a line break must not break the one-line message.
+    return json.dumps(text)[1:-1] if values.control_characters(text) else text
+
+
+def _strings(value: Any, loc: tuple[Any, ...] = ()) -> Iterator[tuple[tuple[Any, ...], str]]:
+    """(location, text) of every string in a config tree, dict keys included."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield loc + (key,), str(key)
+            yield from _strings(item, loc + (key,))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _strings(item, loc + (index,))
+    elif isinstance(value, str):
+        yield loc, value
+
+
+def _control_characters(raw: dict[str, Any]) -> dict[str, str]:
+    """Problems by key path: no config string may hold a control or invisible format
+    character (a line break ends an env-file line; a bidi override hides what a value says)."""
+    found: dict[str, str] = {}
+    for loc, text in _strings(raw):
+        codes = values.control_characters(text)
+        path = _path(loc)
+        if codes and path not in found:
+            found[path] = (f"{_key(path)} = {json.dumps(_leaf(raw, loc))}: control or invisible characters "
+                           f"({', '.join(codes)}) are not allowed")
+    return found
+
+
+def _leaf(tree: Any, loc: tuple[Any, ...]) -> Any:
+    for item in loc:
+        tree = tree[item]
+    return tree
 
 
 def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> Optional[list[str]]:
@@ -120,8 +171,56 @@ def _describe(error: dict[str, Any]) -> str:
     return f"{key} = {json.dumps(value)}: {message}"
 
 
-def _check_relations(cfg: StackConfig, stack: str) -> list[str]:
-    """Rules that tie several keys (or the stack name) together."""
+def _docker_host_problem(host: str, env: str) -> Optional[str]:
+    """What is wrong with dockerHost, if anything. It is the provider's host, the SSH
+    steps' target and the local steps' DOCKER_HOST."""
+    forms = "allowed forms are unix:///path/docker.sock or ssh://user@host[:port]"
+    try:
+        if host.startswith("unix://"):
+            values.host_path(host[len("unix://"):])
+            return None
+        if host.startswith("tcp://"):
+            if env != "dev":
+                return (f"tcp:// is refused in {env} (unauthenticated Docker over TCP is root on the host); "
+                        "use ssh://user@host[:port]")
+            tcp = _TCP_HOST.fullmatch(host)
+            if tcp is None:
+                return f"{forms}, or tcp://host:port in dev"
+            values.host(tcp["host"])
+            values.port(tcp["port"])
+            return None
+        ssh = _SSH_HOST.fullmatch(host)
+        if ssh is None:
+            return forms
+        values.host(ssh["host"])
+        if ssh["port"] is not None:
+            values.port(ssh["port"])
+    except values.Invalid as error:
+        return str(error)
+    return None
+
+
+def _environment_rules(cfg: StackConfig) -> list[str]:
+    """What dev may do and stage and prod may not: wildcard or http origins, http endpoints."""
+    env = cfg.environment
+    if env == "dev":
+        return []
+    problems = []
+    for index, entry in enumerate(cfg.app.cors_origins):
+        shown = f"{_key(f'app.corsOrigins[{index}]')} = {json.dumps(entry)}"
+        if entry == "*" or "://*." in entry:
+            problems.append(f"{shown}: a wildcard is refused in {env} (it lets any site call the API "
+                            "with the user's browser); list the site's https origins")
+        elif not entry.startswith("https://"):
+            problems.append(f"{shown}: must be https in {env} (http origins only in dev)")
+    for key, url in (("openrouterBaseUrl", cfg.openrouter_base_url), ("langfuseHost", cfg.langfuse_host)):
+        if url is not None and not url.startswith("https://"):
+            problems.append(f"{_key(key)} = {json.dumps(url)}: must be https in {env} (http only in dev)")
+    return problems
+
+
+def _check_relations(cfg: StackConfig, stack: str, secrets: Collection[str] = ()) -> list[str]:
+    """Rules that tie several keys (or the stack name, or which secrets are set) together."""
     problems: list[str] = []
     env = cfg.environment
     if stack != env and not stack.startswith(f"{env}-"):
@@ -135,23 +234,15 @@ def _check_relations(cfg: StackConfig, stack: str) -> list[str]:
             f"the deployed slots ({', '.join(sorted(cfg.slots))}); add it under {_key('slots')}"
         )
     host = cfg.docker_host
-    if host.startswith("tcp://"):
-        if env != "dev":
-            problems.append(
-                f"{_key('dockerHost')} = {json.dumps(host)}: tcp:// is refused in {env} "
-                "(unauthenticated Docker over TCP is root on the host); use ssh://user@host[:port]"
-            )
-    elif not (host.startswith("unix://") or _SSH_HOST.match(host)):
-        problems.append(
-            f"{_key('dockerHost')} = {json.dumps(host)}: allowed forms are unix:///path/docker.sock "
-            "or ssh://user@host[:port]"
-        )
-    if host.startswith("ssh://"):
+    host_problem = _docker_host_problem(host, env)
+    if host_problem:
+        problems.append(f"{_key('dockerHost')} = {json.dumps(host)}: {host_problem}")
+    elif host.startswith("ssh://"):
         if not cfg.docker_host_key:
             problems.append(
                 f"{_key('dockerHostKey')} is required for an ssh:// dockerHost: the SSH steps send secrets "
                 f"and must verify the host; get it with `ssh-keyscan -t ed25519 {ssh_parts(host)['host']}`")
-        elif not _HOST_KEY.match(cfg.docker_host_key):
+        elif not _HOST_KEY.fullmatch(cfg.docker_host_key):
             problems.append(
                 f"{_key('dockerHostKey')} = {json.dumps(cfg.docker_host_key)}: expected '<type> <base64>', "
                 "type ssh-ed25519, ecdsa-sha2-nistp256/384/521 or ssh-rsa")
@@ -174,39 +265,57 @@ def _check_relations(cfg: StackConfig, stack: str) -> list[str]:
             problems.append(
                 f"{_key('rotation.' + name)}: unknown secret; allowed: {', '.join(sorted(GENERATED))}"
             )
-    return problems
+    if cfg.registry is not None and "registryPassword" not in secrets:
+        problems.append(
+            f"{_key('registry')} = {json.dumps(cfg.registry.model_dump(by_alias=True))}: needs the secret "
+            f"{_key('registryPassword')} (`pulumi config set --secret registryPassword`); set both or neither")
+    if cfg.registry is None and "registryPassword" in secrets:
+        problems.append(
+            f"{_key('registryPassword')} is set without {_key('registry')}: set registry.server and "
+            "registry.username too, or remove the password")
+    return problems + _environment_rules(cfg)
 
 
-def parse(raw: dict[str, Any], stack: str) -> StackConfig:
-    """Validate raw stack config (camelCase keys) for `stack`; raise ConfigError."""
+def parse(raw: dict[str, Any], stack: str, *, secrets: Collection[str] = ()) -> StackConfig:
+    """Validate raw stack config (camelCase keys) for `stack`; raise ConfigError.
+
+    secrets: the secret keys the stack sets (their values never come here)."""
+    control = _control_characters(raw)
     env = raw.get("environment")
     if env not in get_args(Environment):
         shown = "is required but not set" if env is None else f"= {json.dumps(env)}"
-        raise ConfigError([
+        raise ConfigError(list(control.values()) or [
             f"{_key('environment')} {shown}: allowed: {', '.join(get_args(Environment))}"
         ])
     merged = deep_merge(defaults_for(env), raw)
     try:
         cfg = StackConfig.model_validate(merged)
     except ValidationError as exc:
-        raise ConfigError([_describe(e) for e in exc.errors()]) from None
-    problems = _check_relations(cfg, stack)
+        # A value with a control character is reported once, for that.
+        described = [_describe(e) for e in exc.errors() if not _under(_path(tuple(e["loc"])), control)]
+        raise ConfigError([*control.values(), *described]) from None
+    # Relations read the values; one holding a control character is already reported.
+    problems = list(control.values()) or _check_relations(cfg, stack, secrets)
     if problems:
         raise ConfigError(problems)
     return cfg
 
 
+def _under(path: str, reported: Collection[str]) -> bool:
+    return any(path == r or path.startswith((f"{r}.", f"{r}[")) for r in reported)
+
+
 def load() -> StackConfig:
     """The stack's config, validated. Call once, before any resource."""
-    raw, plaintext = _raw_stack_config()
-    if plaintext:
-        raise ConfigError(plaintext)
-    return parse(raw, pulumi.get_stack())
+    raw, problems, secrets = _raw_stack_config()
+    if problems:
+        raise ConfigError(problems)
+    return parse(raw, pulumi.get_stack(), secrets=secrets)
 
 
 def ssh_parts(docker_host: str) -> dict[str, Any]:
     """user, host and port of an ssh:// docker host (validated by parse)."""
-    m = _SSH_HOST.match(docker_host)
+    m = _SSH_HOST.fullmatch(docker_host)
     if not m:
         raise ValueError(f"not an ssh:// docker host: {docker_host}")
     return {"user": m["user"], "host": m["host"], "port": int(m["port"] or 22)}

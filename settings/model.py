@@ -2,15 +2,20 @@
 
 Field names are snake_case in Python and camelCase in stack files (the alias).
 Unknown keys are refused so a typo never silently falls back to a default.
+Every string that reaches a rendered file, an env line, a host path, a URL or
+a command has a grammar (settings/values.py), named by its `Shape`.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Literal, Optional
+from dataclasses import dataclass
+from typing import Annotated, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
+
+from settings import values
 
 Environment = Literal["dev", "stage", "prod"]
 SlotName = Literal["blue", "green"]
@@ -30,27 +35,29 @@ SLOT_NAMES: tuple[str, ...] = ("blue", "green")
 WORKER_CONCURRENCY = 4  # celery --concurrency, the guide's figure
 RESERVED_CONNECTIONS = 10  # migrations, backups, exporters, an operator's psql
 
-# A reference is pinned when it names a digest, or when its last path component
-# carries a tag (the registry part may hold a port, `registry:5000/app`).
-_DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
-_TAGGED = re.compile(r"^[^\s@]+:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 # S3 bucket names without dots: a dotted name breaks TLS on virtual-hosted URLs.
-_S3_BUCKET = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_S3_BUCKET = re.compile(r"[a-z0-9][a-z0-9-]{1,61}[a-z0-9]")
 
 
-def image_is_pinned(ref: str) -> bool:
-    """True when `ref` carries a digest or a tag other than `latest`."""
-    if _DIGEST.search(ref):
-        return True
-    last = ref.rsplit("/", 1)[-1]
-    return bool(_TAGGED.match(last)) and not last.endswith(":latest")
+@dataclass(frozen=True)
+class Shape:
+    """What the config reference (settings/reference.py) calls a validated string type."""
+
+    name: str
 
 
-def _check_image(ref: str) -> str:
-    if not image_is_pinned(ref):
-        raise ValueError("must carry a tag other than 'latest' (name:1.2.3) or a digest (name@sha256:...)")
-    return ref
+HostName = Annotated[str, Shape("host name"), AfterValidator(values.host_name)]
+Host = Annotated[str, Shape("host name or IPv4"), AfterValidator(values.host)]
+HostAndPort = Annotated[str, Shape("host[:port]"), AfterValidator(values.host_and_port)]
+Origin = Annotated[str, Shape("origin"), AfterValidator(values.origin)]
+Url = Annotated[str, Shape("URL"), AfterValidator(values.url)]
+Email = Annotated[str, Shape("e-mail address"), AfterValidator(values.email)]
+Login = Annotated[str, Shape("user name"), AfterValidator(values.login)]
+RegistryLogin = Annotated[str, Shape("user name"), AfterValidator(values.registry_login)]
+HostPath = Annotated[str, Shape("host path"), AfterValidator(values.host_path)]
+AwsRegion = Annotated[str, Shape("AWS region"), AfterValidator(values.aws_region)]
+# A pinned reference: a tag other than `latest`, or a digest.
+Image = Annotated[str, Shape("image reference"), AfterValidator(values.image_reference)]
 
 
 class _Model(BaseModel):
@@ -60,21 +67,17 @@ class _Model(BaseModel):
 
 
 class SlotConfig(_Model):
-    image: str
+    image: Image
     replicas: int = Field(ge=1, le=50)
-
-    @field_validator("image")
-    @classmethod
-    def _pinned(cls, v: str) -> str:
-        return _check_image(v)
 
 
 class AppConfig(_Model):
     debug: bool
     log_level: LogLevel
     structlog_dev_mode: bool
-    cors_origins: list[str] = Field(default_factory=list)
-    allowed_hosts: list[str] = Field(default_factory=list)
+    # Origins and wildcards are also judged per environment (settings/load.py).
+    cors_origins: list[Origin] = Field(default_factory=list)
+    allowed_hosts: list[Host] = Field(default_factory=list)
     rate_limit_per_minute: int = Field(ge=1)
     rate_limit_per_hour: int = Field(ge=1)
     # None means "2 x hostCpus + 1", the guide's formula, resolved in StackConfig.
@@ -84,21 +87,16 @@ class AppConfig(_Model):
 
 
 class ImagesConfig(_Model):
-    postgres: str
-    redis: str
-    qdrant: str
-    minio: str
-    nginx: str
-    prometheus: str
-    alertmanager: str
-    postgres_exporter: str
-    redis_exporter: str
-    node_exporter: str
-
-    @field_validator("*")
-    @classmethod
-    def _pinned(cls, v: str) -> str:
-        return _check_image(v)
+    postgres: Image
+    redis: Image
+    qdrant: Image
+    minio: Image
+    nginx: Image
+    prometheus: Image
+    alertmanager: Image
+    postgres_exporter: Image
+    redis_exporter: Image
+    node_exporter: Image
 
 
 class BackupsConfig(_Model):
@@ -110,13 +108,13 @@ class BackupsConfig(_Model):
     # it is what an operator must find): Naming.global_bucket unless s3Bucket
     # overrides it (S3 names are global; someone else may hold ours).
     offsite: OffsiteKind = "minio"
-    s3_region: Optional[str] = None
+    s3_region: Optional[AwsRegion] = None
     s3_bucket: Optional[str] = None
 
     @field_validator("s3_bucket")
     @classmethod
     def _bucket_name(cls, v: Optional[str]) -> Optional[str]:
-        if v is not None and not _S3_BUCKET.match(v):
+        if v is not None and not _S3_BUCKET.fullmatch(v):
             raise ValueError("must be 3-63 lowercase letters, digits or '-', starting and ending with a letter or digit")
         return v
 
@@ -133,31 +131,32 @@ class MonitoringConfig(_Model):
     retention_days: int = Field(ge=1, le=3650)
     # Alert e-mail recipients (level full+alerts), sent through `smtp`. A webhook
     # receiver is added when the secret `alertWebhookUrl` is set.
-    alert_email: list[str] = Field(default_factory=list)
-
-    @field_validator("alert_email")
-    @classmethod
-    def _addresses(cls, v: list[str]) -> list[str]:
-        for address in v:
-            if not _EMAIL.match(address):
-                raise ValueError(f"{address!r} is not an e-mail address")
-        return v
+    alert_email: list[Email] = Field(default_factory=list)
 
 
 class TlsConfig(_Model):
     enabled: bool
     # Host directory with the certificates (certbot's layout: live/<domain>/...),
     # mounted read-only into nginx.
-    certificate_dir: str = "/etc/letsencrypt"
+    certificate_dir: HostPath = "/etc/letsencrypt"
     # certbot --webroot writes its HTTP-01 challenges here; nginx serves them on :80.
-    webroot_dir: str = "/var/www/certbot"
+    webroot_dir: HostPath = "/var/www/certbot"
 
 
 class SmtpConfig(_Model):
-    host: str
+    host: Host
     port: int = Field(default=587, ge=1, le=65535)
-    user: str
-    from_email: str
+    # A login, not necessarily an address: SES and SendGrid log in as `AKIA...` or `apikey`.
+    user: Login
+    from_email: Email
+
+
+class RegistryConfig(_Model):
+    """The private registry the images are pulled from; its password is the secret
+    `registryPassword` (set both or neither)."""
+
+    server: HostAndPort
+    username: RegistryLogin
 
 
 class StackConfig(_Model):
@@ -172,7 +171,7 @@ class StackConfig(_Model):
     images: ImagesConfig
     backups: BackupsConfig
     monitoring: MonitoringConfig
-    domain: Optional[str] = None
+    domain: Optional[HostName] = None
     host_cpus: int = Field(ge=1, le=256)
     postgres_max_connections: int = Field(ge=20, le=5000)
     http_port: int = Field(ge=1, le=65535)
@@ -183,9 +182,11 @@ class StackConfig(_Model):
     # refused (settings/release_guard.py). On in dev, where one slot iterates.
     allow_live_release: bool
     memory_mb: dict[Service, int]
-    openrouter_base_url: str
-    langfuse_host: Optional[str] = None
+    # https outside dev (settings/load.py).
+    openrouter_base_url: Url
+    langfuse_host: Optional[Url] = None
     smtp: Optional[SmtpConfig] = None
+    registry: Optional[RegistryConfig] = None
     # Bump a value to regenerate that secret (RandomPassword keepers).
     rotation: dict[str, int] = Field(default_factory=dict)
 

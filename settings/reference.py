@@ -17,7 +17,7 @@ from typing import Any, Iterator, Optional
 from pydantic import BaseModel
 
 from settings.defaults import defaults_for
-from settings.model import StackConfig
+from settings.model import Shape, StackConfig
 from settings.secret_names import SECRET_KEYS
 
 BEGIN = "<!-- config-reference:begin -->"
@@ -34,9 +34,12 @@ CONDITIONS: dict[str, tuple[str, str, str]] = {
 }
 
 
-def _type_name(annotation: Any) -> str:
+def _type_name(annotation: Any, metadata: list[Any] = ()) -> str:
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
+    shape = next((m for m in (*metadata, *getattr(annotation, "__metadata__", ())) if isinstance(m, Shape)), None)
+    if shape is not None:
+        return shape.name
     if origin is typing.Literal:
         return " \\| ".join(str(a) for a in args)
     if origin is typing.Union:
@@ -70,7 +73,7 @@ def _rows(model: type[BaseModel], prefix: str, defaults: dict[str, dict],
                              optional_parent=optional or optional_parent)
             continue
         if key in CONDITIONS:
-            yield [key, _type_name(field.annotation).removesuffix(" (optional)"), *CONDITIONS[key]]
+            yield [key, _type_name(field.annotation, field.metadata).removesuffix(" (optional)"), *CONDITIONS[key]]
             continue
         cells = []
         for env in ENVS:
@@ -81,7 +84,7 @@ def _rows(model: type[BaseModel], prefix: str, defaults: dict[str, dict],
                 cells.append(f"required in `{optional_parent}`" if optional_parent else "**required**")
             else:
                 cells.append(_show(value))
-        yield [key, _type_name(field.annotation), *cells]
+        yield [key, _type_name(field.annotation, field.metadata), *cells]
 
 
 def _show(value: Any) -> str:

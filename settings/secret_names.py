@@ -1,7 +1,8 @@
 """Which secrets the stack has, by name: the one list settings, components and docs read.
 
-The values never pass through settings: components/secrets.py generates the
-GENERATED ones (pulumi-random) and reads the config ones with
+The values never pass through settings (settings/load.py only checks that a set
+one is secret and holds no control character): components/secrets.py generates
+the GENERATED ones (pulumi-random) and reads the config ones with
 `pulumi.Config.get_secret`.
 """
 
@@ -32,5 +33,6 @@ PROVIDER_KEYS: dict[str, str] = {
 }
 
 # Every config key that must be set with --secret: the provider keys, the SSH
-# key for ssh:// hosts and Alertmanager's webhook URL.
-SECRET_KEYS: tuple[str, ...] = (*PROVIDER_KEYS, "sshPrivateKey", "alertWebhookUrl")
+# key for ssh:// hosts, Alertmanager's webhook URL and the private registry's
+# password (for the docker provider's pulls, not the app).
+SECRET_KEYS: tuple[str, ...] = (*PROVIDER_KEYS, "sshPrivateKey", "alertWebhookUrl", "registryPassword")

@@ -112,8 +112,8 @@ def test_required_pulumi_version_is_what_the_prerequisites_check_reads():
 
 
 def test_a_declared_key_without_default_is_required_as_the_cli_requires_it():
-    with pytest.raises(harness.MissingConfig,
-                       match="Stack 'prod' is missing configuration value 'shia-chatbot:activeSlot'"):
+    with pytest.raises(harness.StackFileError, match=r"^Pulumi\.prod\.yaml: shia-chatbot:activeSlot is required but "
+                                                    r"not set \(Pulumi\.yaml declares it without a default"):
         harness.run("prod", {k: v for k, v in harness.stack_config("prod").items() if k != "activeSlot"})
 
 

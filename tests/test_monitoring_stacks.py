@@ -241,7 +241,7 @@ def test_alert_email_without_smtp_is_refused():
     result = harness.run("prod", {**without_smtp, "monitoring": {"alertEmail": ["ops@example.org"]}})
     assert "shia-chatbot:monitoring.alertEmail" in str(result.error) and "smtp" in str(result.error)
     result = harness.run("prod", {**PROD, "monitoring": {"alertEmail": ["not-an-address"]}})
-    assert "is not an e-mail address" in str(result.error)
+    assert 'shia-chatbot:monitoring.alertEmail[0] = "not-an-address": must be an e-mail address' in str(result.error)
 
 
 def test_the_webhook_url_must_be_set_as_a_secret():

@@ -85,9 +85,10 @@ CORPUS = [
     (8, "memory under the floor", with_settings(memoryMb__app=32), None, "below the 64 MiB floor", {}),
     (9, "webroot over the Docker socket's directory", with_settings(tls__webrootDir="/var/run"),
      "container-hardening", None, {}),
-    (12, "CORS wildcard", with_settings(app__corsOrigins=["*"]), "cors-and-allowed-hosts", None, {}),
-    (12, "CORS wildcard, first preview", with_settings(app__corsOrigins=["*"]), "cors-and-allowed-hosts", None,
-     {"first_preview": True}),
+    # The program refuses a wildcard outside dev; the policy stays behind it (tests/test_policy_rules.py).
+    (12, "CORS wildcard", with_settings(app__corsOrigins=["*"]), None, "a wildcard is refused in prod", {}),
+    (12, "CORS wildcard host", with_settings(app__corsOrigins=["https://*.example.org"]), None,
+     "a wildcard is refused in prod", {"first_preview": True}),
     (13, "rate limit over the ceiling", with_settings(app__rateLimitPerMinute=600), "rate-limit-ceiling", None, {}),
     (14, "daily backups only", with_settings(backups__schedule="daily"), "backup-policy", None, {}),
     (14, "one week of backups", with_settings(backups__retentionDays=7), "backup-policy", None, {}),

@@ -1,5 +1,8 @@
 """Run the real __main__.py under the Pulumi SDK's mocks and keep what it registered.
 
+The stack's config comes from Pulumi.<stack>.yaml read as the CLI reads it
+(tools/stack_file.py); an encrypted value is set and secret, its value unknown.
+
 Every RegisterResourceRequest is kept as sent (inputs as a protobuf Struct with
 secret markers intact), so tests see exactly what the engine would, and the
 offline policy gate can replay them to the policy pack.
@@ -8,53 +11,50 @@ offline policy gate can replay them to the policy pack.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import runpy
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterable, Iterator, Mapping, Optional
+from unittest import mock
 
 import pulumi
-import yaml
 from google.protobuf import json_format
+from pulumi.runtime import rpc
 from pulumi.runtime import settings as runtime_settings
 from pulumi.runtime.mocks import MockMonitor
+
+import stack_file
+from settings.secret_names import SECRET_KEYS
+from stack_file import StackFileError, apply_project_config
 
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT = "shia-chatbot"
 SECRET_SIG = "4dabf18193072939515e22adb298388d"
 SECRET_MARK = "1b47061264138c4ac30d75fd1eb44270"
-UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
+UNKNOWN = rpc.UNKNOWN
 STACKS = ("dev", "stage", "prod")
 
 
-class MissingConfig(Exception):
-    """What the CLI refuses before running the program at all."""
-
-
-def _project_declarations() -> dict[str, dict[str, Any]]:
-    project = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
-    return {k.split(":", 1)[1]: v for k, v in (project.get("config") or {}).items()}
-
-
-def apply_project_config(stack: str, config: dict[str, Any]) -> dict[str, Any]:
-    """As the CLI does before it starts the program: a declared key without a
-    default must be set by the stack; declared defaults fill what is unset."""
-    merged = dict(config)
-    for key, declaration in _project_declarations().items():
-        if key in merged:
-            continue
-        if "default" not in declaration:
-            raise MissingConfig(f"Stack '{stack}' is missing configuration value '{PROJECT}:{key}'")
-        merged[key] = declaration["default"]
-    return merged
+def stack_inputs(stack: str) -> stack_file.StackFile:
+    """Pulumi.<stack>.yaml as the CLI reads it, checked for what an offline run can use:
+    an encrypted value is taken as set, secret and unknown, which only the program's
+    secrets may be (it needs every other value to plan). Raises StackFileError."""
+    read = stack_file.read_stack(stack, ROOT)
+    secrets = {f"{PROJECT}:{key}" for key in SECRET_KEYS}
+    needed = sorted(k for k in read.secure if k.startswith(f"{PROJECT}:") and k not in secrets)
+    if needed:
+        raise StackFileError(
+            f"{read.where(needed[0])}: {needed[0]} is encrypted (secure:), which the offline tools cannot decrypt; "
+            f"only the program's secrets ({', '.join(SECRET_KEYS)}) may be, the others are needed to plan")
+    return read
 
 
 def stack_config(stack: str) -> dict[str, Any]:
-    """The committed Pulumi.<stack>.yaml config, keys without the project prefix."""
-    data = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())
-    return {k.split(":", 1)[1]: v for k, v in data["config"].items()}
+    """The project's plain keys of Pulumi.<stack>.yaml, names without the project prefix."""
+    return stack_inputs(stack).config
 
 
 def mock_password(name: str, length: int, keepers: Any) -> str:
@@ -178,6 +178,38 @@ def _encode(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
+def _unknown_secret() -> pulumi.Output:
+    """An Output with no known value, marked secret: what the SDK makes of an unknown secret property."""
+    async def known() -> bool:
+        return False
+
+    async def secret() -> bool:
+        return True
+
+    async def nothing() -> None:
+        return None
+
+    return pulumi.Output(set(), nothing(), known(), secret())
+
+
+@contextlib.contextmanager
+def _undecrypted(keys: frozenset[str]) -> Iterator[None]:
+    """Config's secret getters answer an unknown secret for `keys`: what a preview
+    would show of a secret whose value cannot be known. (The engine decrypts every
+    value before the program starts; offline there is no key to decrypt with.)"""
+    getters = [name for name in vars(pulumi.Config) if name.startswith(("get_secret", "require_secret"))]
+
+    def wrap(original):
+        def getter(self: pulumi.Config, key: str, *args: Any, **kwargs: Any):
+            return _unknown_secret() if self.full_key(key) in keys else original(self, key, *args, **kwargs)
+        return getter
+
+    with contextlib.ExitStack() as patches:
+        for name in getters if keys else []:
+            patches.enter_context(mock.patch.object(pulumi.Config, name, wrap(getattr(pulumi.Config, name))))
+        yield
+
+
 def run(
     stack: str,
     config: Optional[dict[str, Any]] = None,
@@ -186,23 +218,37 @@ def run(
     secret_config: Optional[dict[str, str]] = None,
     plaintext_secrets: bool = False,
     previous_outputs: Optional[dict[str, Any]] = None,
+    encrypted: Iterable[str] = (),
+    other_config: Optional[Mapping[str, Any]] = None,
 ) -> Run:
-    """Evaluate __main__.py for `stack` with `config` (defaults to the committed file).
+    """Evaluate __main__.py for `stack` with `config` (defaults to the committed file,
+    with its encrypted and other namespaces' keys).
 
     secret_config: extra keys set as secrets (as `pulumi config set --secret` would);
     plaintext_secrets: set them without the secret flag instead.
+    encrypted: full keys (`shia-chatbot:smtpPassword`) set as encrypted values: set and
+    secret to the program, their value unknown (what the gate makes of `secure:`).
+    other_config: other namespaces' keys (`aws:region`) -> value, which the program ignores.
     previous_outputs: the stack outputs of the last deployment (None: a new stack).
-    A program error is returned in Run.error, with whatever was registered before it.
+    A program error is returned in Run.error, with whatever was registered before it;
+    a stack the CLI would refuse to start raises StackFileError.
     """
-    config = apply_project_config(stack, stack_config(stack) if config is None else config)
+    if config is None:
+        inputs = stack_inputs(stack)
+        config, encrypted, other_config = inputs.config, inputs.secure, inputs.others
+    encrypted = frozenset(encrypted)
+    config = apply_project_config(stack, config, encrypted, ROOT)
     secret_config = secret_config or {}
     mocks = _Mocks(preview, previous_outputs)
     monitor = _Recorder(mocks)
     runtime_settings.ROOT.set(None)  # a fresh Stack resource per run
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor)
     all_config = {f"{PROJECT}:{k}": _encode(v) for k, v in {**config, **secret_config}.items()}
+    all_config.update({k: _encode(v) for k, v in (other_config or {}).items()})
+    # An encrypted value's text is the wire's unknown sentinel, never a made-up value.
+    all_config.update({k: UNKNOWN for k in encrypted})
     secret_keys = [] if plaintext_secrets else [f"{PROJECT}:{k}" for k in secret_config]
-    pulumi.runtime.set_all_config(all_config, secret_keys=secret_keys)
+    pulumi.runtime.set_all_config(all_config, secret_keys=[*secret_keys, *encrypted])
 
     outputs: dict[str, Any] = {}
     secret_outputs: set[str] = set()
@@ -227,7 +273,8 @@ def run(
         )
 
     try:
-        program()
+        with _undecrypted(encrypted):
+            program()
     except Exception as exc:  # noqa: BLE001 - the caller asserts on it
         error = exc
     return Run(stack=stack, resources=[_registered(r, i) for r, i in zip(monitor.requests, monitor.ids)], outputs=outputs,

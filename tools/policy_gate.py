@@ -10,8 +10,14 @@ new stack), starts the pack as the engine does, replays every resource through
 Analyze and the whole plan through AnalyzeStack, and prints the violations the
 way `pulumi preview` does.
 
-Exit status: 0 without mandatory violations, 1 with some, 2 when the program
-refuses its config or the pack or its policy config cannot be loaded.
+Exit status: 0 without mandatory violations, 1 with some, 2 when the stack file
+cannot be read (one line: file, key, problem), the program refuses its config,
+or the pack or its policy config cannot be loaded.
+
+The stack file is read as the CLI reads it (tools/stack_file.py). An encrypted
+value (`secure:`) cannot be decrypted here: the program sees it set and secret
+with an unknown value, as a preview shows what it cannot know, and the pack's
+PULUMI_CONFIG leaves it out rather than carry ciphertext or a made-up value.
 
 Where this differs from the engine, immaterially for this pack: properties are
 the program's inputs (no provider Check adds defaults); AnalyzeStack gets those
@@ -42,6 +48,7 @@ import harness  # noqa: E402  (the program under the SDK's mocks, shared with th
 from policy_pack_client import (  # noqa: E402
     LEVEL_NAMES, PolicyPackError, PolicyPackProcess, reconcile, unknown_policies,
 )
+from stack_file import StackFileError  # noqa: E402
 
 PROJECT = harness.PROJECT
 EXIT_PASSED, EXIT_MANDATORY, EXIT_ERROR = 0, 1, 2
@@ -88,22 +95,34 @@ class GateResult:
         return EXIT_MANDATORY if self.at("mandatory") else EXIT_PASSED
 
 
-def pulumi_config(settings: Mapping[str, Any]) -> dict[str, str]:
-    """PULUMI_CONFIG as the engine builds it: "project:key" -> string, objects JSON-encoded."""
-    return {f"{PROJECT}:{k}": v if isinstance(v, str) else json.dumps(v) for k, v in settings.items()}
+def pulumi_config(settings: Mapping[str, Any], others: Optional[Mapping[str, Any]] = None) -> dict[str, str]:
+    """PULUMI_CONFIG as the engine builds it: "project:key" -> string, objects JSON-encoded;
+    `others` are other namespaces' keys, already "namespace:key"."""
+    prefixed = {**{f"{PROJECT}:{k}": v for k, v in settings.items()}, **(others or {})}
+    return {k: v if isinstance(v, str) else json.dumps(v) for k, v in prefixed.items()}
 
 
 def run_gate(stack: str, config: Optional[Mapping[str, Any]] = None, *, first_preview: bool = False,
              policy_config: Optional[Mapping[str, Any]] = None, secret_config: Optional[Mapping[str, str]] = None,
              plaintext_secrets: bool = False) -> GateResult:
-    """Judge `stack`'s plan (`config` defaults to its committed Pulumi.<stack>.yaml)."""
-    settings = harness.stack_config(stack) if config is None else dict(config)
-    stack_config = pulumi_config({**settings, **(secret_config or {})})
+    """Judge `stack`'s plan (`config` defaults to its Pulumi.<stack>.yaml, read as the CLI does).
+
+    Raises StackFileError when that file is unusable (a CLI-refused file, or an
+    encrypted value the program needs in plaintext)."""
+    encrypted: frozenset[str] = frozenset()
+    others: dict[str, Any] = {}
+    if config is None:
+        inputs = harness.stack_inputs(stack)
+        settings, encrypted, others = inputs.config, inputs.secure, inputs.others
+    else:
+        settings = dict(config)
+    harness.apply_project_config(stack, settings, encrypted, harness.ROOT)  # before the pack starts
+    stack_config = pulumi_config({**settings, **(secret_config or {})}, others)
     result = GateResult(stack=stack, first_preview=first_preview)
     # Started first, so the pack boots while the program runs.
     with PolicyPackProcess(PACK_DIR, project=PROJECT, stack=stack, config=stack_config) as pack:
         run = harness.run(stack, settings, preview=first_preview, secret_config=dict(secret_config or {}),
-                          plaintext_secrets=plaintext_secrets)
+                          plaintext_secrets=plaintext_secrets, encrypted=encrypted, other_config=others)
         if run.error is not None:
             result.program_error = str(run.error)
             return result
@@ -205,7 +224,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     try:
         policy_config = json.loads(args.policy_config.read_text()) if args.policy_config else None
         result = run_gate(args.stack, first_preview=args.first_preview, policy_config=policy_config)
-    except (PolicyPackError, OSError, json.JSONDecodeError) as error:
+    except (StackFileError, PolicyPackError, OSError, json.JSONDecodeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_ERROR
     print(render(result), end="")

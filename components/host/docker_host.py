@@ -16,8 +16,9 @@ import pulumi
 import pulumi_docker as docker
 from pulumi_command import local, remote
 
-from components.secrets import ssh_private_key
+from components.secrets import registry_password, ssh_private_key
 from settings.load import ssh_parts
+from settings.model import RegistryConfig
 
 
 def in_container(container: str, script: str, *, stdin: bool = False, env: Optional[dict[str, str]] = None) -> str:
@@ -35,6 +36,8 @@ class DockerHostArgs:
     docker_host: str
     # Public key of an ssh:// host; the SSH steps refuse any other host.
     host_key: Optional[str] = None
+    # A private registry the provider logs in to for its pulls (password: the secret registryPassword).
+    registry: Optional[RegistryConfig] = None
 
 
 class DockerHost(pulumi.ComponentResource):
@@ -45,11 +48,16 @@ class DockerHost(pulumi.ComponentResource):
         self.docker_host = args.docker_host
         self.is_remote = args.docker_host.startswith("ssh://")
         self.host_key = args.host_key
+        registry_auth = None
+        if args.registry is not None:
+            registry_auth = [docker.ProviderRegistryAuthArgs(
+                address=args.registry.server, username=args.registry.username, password=registry_password())]
         self.provider = docker.Provider(
             name,
             host=args.docker_host,
             # Refuse unknown host keys rather than trusting on first use.
             ssh_opts=["-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes"] if self.is_remote else None,
+            registry_auth=registry_auth,
             opts=pulumi.ResourceOptions(parent=self),
         )
         self.register_outputs({"host": args.docker_host})
