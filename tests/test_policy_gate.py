@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any, Callable
 
 import pytest
+import yaml
 from google.protobuf import json_format
 
 import harness
@@ -200,3 +202,10 @@ def test_docs_list_every_policy_with_its_levels():
     for rule in RULES:
         row = f"| `{rule.name}` | {rule.levels.dev.value} | {rule.levels.stage.value} | {rule.levels.prod.value} |"
         assert row in readme, row
+
+
+def test_the_report_names_the_pack_with_its_manifest_version_only(committed):
+    report = render(committed("prod", first_preview=True))
+    assert "can't run policy" in report  # the SDK's wording, which carries its own "0.0.1"
+    versions = set(re.findall(r"shia-chatbot@v([0-9.]+)", report))
+    assert versions == {yaml.safe_load((PACK_DIR / "PulumiPolicy.yaml").read_text())["version"]}

@@ -156,11 +156,11 @@ def _analyze(pack: PolicyPackProcess, run: harness.Run, stack_config: Mapping[st
             type=registered.type, properties=registered.request.object, urn=urn, name=registered.name,
             options=_options(registered.request), provider=_provider(registered.provider, by_urn))
         # The engine attributes a resource's diagnostics to that resource.
-        result.diagnostics += _diagnostics(pack.analyze(request), urn)
+        result.diagnostics += _diagnostics(pack.analyze(request), urn, result)
     stack_resources = [_stack_resource(urn, r, by_urn) for urn, r in zip(urns, run.resources)]
     root = next(urn for urn, r in zip(urns, run.resources) if r.type == "pulumi:pulumi:Stack")
     # ... and a stack policy's diagnostics without a URN to the root stack.
-    result.diagnostics += _diagnostics(pack.analyze_stack(stack_resources), root)
+    result.diagnostics += _diagnostics(pack.analyze_stack(stack_resources), root, result)
 
 
 def _options(request: Any) -> analyzer_pb2.AnalyzerResourceOptions:
@@ -192,9 +192,18 @@ def _stack_resource(urn: str, registered: Any, by_urn: Mapping[str, Any]) -> ana
                               for key, deps in request.propertyDependencies.items()})
 
 
-def _diagnostics(response: analyzer_pb2.AnalyzeResponse, default_urn: str) -> list[Diagnostic]:
+# The Python policy SDK hands the engine the version "0.0.1" for every pack and
+# words its "can't run policy … during preview" notes with it (pulumi_policy
+# policy.py); the CLI shows PulumiPolicy.yaml's version everywhere else. The
+# gate names the pack once, with the manifest's version.
+_SDK_PACK_VERSION = "@v0.0.1'"
+
+
+def _diagnostics(response: analyzer_pb2.AnalyzeResponse, default_urn: str, result: GateResult) -> list[Diagnostic]:
+    named = f"'{result.pack}{_SDK_PACK_VERSION}"
     return [Diagnostic(policy=d.policyName, level=LEVEL_NAMES[d.enforcementLevel], urn=d.urn or default_urn,
-                       message=d.message) for d in response.diagnostics]
+                       message=d.message.replace(named, f"'{result.pack}@v{result.version}'"))
+            for d in response.diagnostics]
 
 
 def render(result: GateResult) -> str:
