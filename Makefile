@@ -7,11 +7,17 @@ ENVIRONMENT := $(firstword $(subst -, ,$(STACK)))
 PULUMI_FLAGS ?=
 VENV := venv
 PY := $(VENV)/bin/python
-# The dev stack's state, for `make dev-up` only: exported to that command alone,
-# so `pulumi login` is never run and any other login (Pulumi Cloud for other
-# projects) stays as it is. file://~ keeps it in ~/.pulumi.
-DEV_BACKEND_URL ?= file://~
+# Every pulumi command of this Makefile runs with the stack's policy pack, as CI does.
+PACK := --policy-pack policies --policy-pack-config policies/config/$(ENVIRONMENT).json
 PREREQUISITES := python3 tools/prerequisites.py
+# The dev stacks' state: exported to this Makefile's commands only, so `pulumi
+# login` is never run and any other login (Pulumi Cloud for other projects)
+# stays as it is; file://~ keeps it in ~/.pulumi. A PULUMI_BACKEND_URL of your
+# own wins. Stage and prod use yours (docs/setup.md).
+DEV_BACKEND_URL ?= file://~
+ifeq ($(ENVIRONMENT),dev)
+export PULUMI_BACKEND_URL ?= $(DEV_BACKEND_URL)
+endif
 
 .DEFAULT_GOAL := help
 .PHONY: help setup test dev-up up preview policy docs bench release-config release switch-config switch rollback backup restore promote
@@ -33,18 +39,18 @@ test: setup ## Run every test (mocks and real tools); the command CI runs
 dev-up: ## Deploy the dev stack to this machine's Docker engine (needs PULUMI_CONFIG_PASSPHRASE)
 	@$(PREREQUISITES) dev-up
 	@$(MAKE) --no-print-directory setup
-	PULUMI_BACKEND_URL=$(DEV_BACKEND_URL) pulumi stack select --create dev --secrets-provider passphrase
-	PULUMI_BACKEND_URL=$(DEV_BACKEND_URL) pulumi up --stack dev $(PULUMI_FLAGS)
+	pulumi stack select --create dev --secrets-provider passphrase
+	pulumi up --stack dev $(PACK) $(PULUMI_FLAGS)
 
-up: ## pulumi up for STACK (backend from PULUMI_BACKEND_URL or your login)
+up: ## pulumi up for STACK, with the policy pack
 	@$(PREREQUISITES) pulumi
 	@$(MAKE) --no-print-directory setup
-	pulumi up --stack $(STACK) $(PULUMI_FLAGS)
+	pulumi up --stack $(STACK) $(PACK) $(PULUMI_FLAGS)
 
 preview: ## pulumi preview for STACK with the policy pack, as CI runs it
 	@$(PREREQUISITES) pulumi
 	@$(MAKE) --no-print-directory setup
-	pulumi preview --stack $(STACK) --policy-pack policies --policy-pack-config policies/config/$(ENVIRONMENT).json
+	pulumi preview --stack $(STACK) $(PACK)
 
 # FIRST_PREVIEW=1: generated secrets unknown. The policy config defaults to the
 # file CI's `pulumi preview` passes for this stack.
@@ -60,24 +66,27 @@ bench: setup ## Time a full evaluation of the prod program under the SDK's mocks
 
 # Blue/green (docs/blue-green.md). The *-config targets only write
 # Pulumi.<stack>.yaml (CI commits that first).
+# REPLICAS defaults to the live slot's: the released slot takes all traffic after a switch.
 release-config: setup ## Write SLOT's IMAGE [REPLICAS] into Pulumi.STACK.yaml, nothing else
-	@test -n "$(SLOT)" -a -n "$(IMAGE)" || { echo "usage: make release STACK=prod SLOT=green IMAGE=registry/app:tag [REPLICAS=2]"; exit 2; }
+	@test -n "$(SLOT)" -a -n "$(IMAGE)" || { echo "usage: make release STACK=prod SLOT=green IMAGE=registry/app:tag [REPLICAS=n]"; exit 2; }
 	@$(PREREQUISITES) pulumi
 	pulumi config set --stack $(STACK) --path 'slots.$(SLOT).image' '$(IMAGE)'
-	pulumi config set --stack $(STACK) --path 'slots.$(SLOT).replicas' $(or $(REPLICAS),2)
+	replicas='$(REPLICAS)'; \
+	[ -n "$$replicas" ] || replicas=$$(pulumi config get --stack $(STACK) --path "slots.$$(pulumi config get --stack $(STACK) activeSlot).replicas") || exit 1; \
+	pulumi config set --stack $(STACK) --path 'slots.$(SLOT).replicas' "$$replicas"
 
-release: release-config ## Release IMAGE to the idle SLOT of STACK (pulumi up)
-	pulumi up --stack $(STACK) $(PULUMI_FLAGS)
+release: release-config ## Release IMAGE to the idle SLOT of STACK (pulumi up, with the policy pack)
+	pulumi up --stack $(STACK) $(PACK) $(PULUMI_FLAGS)
 
 switch-config: setup ## Write activeSlot SLOT into Pulumi.STACK.yaml, nothing else
-	@test -n "$(SLOT)" || { echo "usage: make switch STACK=prod SLOT=green"; exit 2; }
+	@test -n "$(SLOT)" || { echo "usage: make switch STACK=prod SLOT=green (make rollback: SLOT=the slot that was live before)"; exit 2; }
 	@$(PREREQUISITES) pulumi
 	pulumi config set --stack $(STACK) activeSlot $(SLOT)
 
-switch: switch-config ## Send STACK's traffic to SLOT (pulumi up)
-	pulumi up --stack $(STACK) $(PULUMI_FLAGS)
+switch: switch-config ## Send STACK's traffic to SLOT (pulumi up, with the policy pack)
+	pulumi up --stack $(STACK) $(PACK) $(PULUMI_FLAGS)
 
-rollback: switch ## Switch back to the SLOT that was live before
+rollback: switch ## make switch back: SLOT=the slot that was live before
 
 # Backups (docs/backups.md) run in the stack's `<env>-backup` container: point
 # DOCKER_HOST at the stack's host first (ssh://deploy@host for stage and prod).

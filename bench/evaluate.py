@@ -7,6 +7,7 @@ once, as a real `pulumi up` pays them once). Prints a table; asserts nothing.
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import subprocess
 import sys
@@ -18,12 +19,9 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tools")]
 
 import harness  # noqa: E402
 
-RUNS = 7
-
-
-def measure(label: str, config: dict) -> None:
+def measure(label: str, config: dict, runs: int) -> None:
     times, count = [], 0
-    for _ in range(RUNS):
+    for _ in range(runs):
         start = time.perf_counter()
         run = harness.run("prod", config)
         times.append(time.perf_counter() - start)
@@ -33,12 +31,12 @@ def measure(label: str, config: dict) -> None:
           f"  min {min(times) * 1000:7.1f} ms  max {max(times) * 1000:7.1f} ms")
 
 
-def cold() -> None:
+def cold(runs: int) -> None:
     """A fresh interpreter: imports plus one prod evaluation, as a `pulumi up` pays it."""
     code = "import sys; sys.path[:0]=[%r, %r]; import harness; assert harness.run('prod').error is None" % (
-        str(ROOT), str(ROOT / "tests"))
+        str(ROOT), str(ROOT / "tools"))
     times = []
-    for _ in range(3):
+    for _ in range(runs):
         start = time.perf_counter()
         subprocess.run([sys.executable, "-c", code], check=True)
         times.append(time.perf_counter() - start)
@@ -46,16 +44,19 @@ def cold() -> None:
 
 
 def main() -> None:
-    cold()
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=7, help="evaluations per measurement (median reported)")
+    runs = parser.parse_args().runs
+    cold(min(runs, 3))
     base = harness.stack_config("prod")
     slot = base["slots"]["blue"]
     both = {**base, "slots": {"blue": slot, "green": {**slot, "image": slot["image"].rsplit(":", 1)[0] + ":1.0.1"}}}
     ten_x = {**both, "slots": {s: {**v, "replicas": v["replicas"] * 10} for s, v in both["slots"].items()},
              # 10x the replicas needs 10x the connection budget; the check would refuse it otherwise.
              "postgresMaxConnections": 5000, "app": {"dbPoolSize": 2, "dbMaxOverflow": 0}}
-    measure("prod as committed (1 slot x 2)", base)
-    measure("prod, both slots x 2", both)
-    measure("prod, both slots x 20 (10x)", ten_x)
+    measure("prod as committed (1 slot x 2)", base, runs)
+    measure("prod, both slots x 2", both, runs)
+    measure("prod, both slots x 20 (10x)", ten_x, runs)
 
 
 if __name__ == "__main__":

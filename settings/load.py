@@ -7,9 +7,10 @@ line per problem naming the key, the value and what is allowed. The error is a
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
-from typing import Any, Collection, Iterator, Optional, get_args
+from typing import Any, Collection, Iterator, Optional, get_args, get_origin
 
 import pulumi
 from pulumi.runtime.config import CONFIG, is_config_secret
@@ -136,20 +137,23 @@ def _leaf(tree: Any, loc: tuple[Any, ...]) -> Any:
 def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> Optional[list[str]]:
     """The camelCase keys allowed at loc's parent, for 'unknown key' messages."""
     current: Any = model
+    dict_key_next = False
     for item in loc[:-1]:
+        if dict_key_next:  # dict[..., Model]: this item is the dict's key (a slot name)
+            dict_key_next = False
+            continue
         fields = {f.alias or n: f for n, f in current.model_fields.items()}
         field = fields.get(item)
         if field is None:
             return None
         annotation = field.annotation
         candidates = [annotation, *get_args(annotation)]
-        nested = [c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)]
+        # dict[..., Model]: the next loc item is the dict's key, not a field.
+        dict_key_next = any(get_origin(c) is dict for c in candidates)
+        nested = [c for c in (*candidates, *(a for c in candidates for a in get_args(c)))
+                  if isinstance(c, type) and issubclass(c, BaseModel)]
         if not nested:
-            # dict[..., Model]: skip the dict key in loc.
-            values = [a for c in candidates for a in get_args(c)]
-            nested = [c for c in values if isinstance(c, type) and issubclass(c, BaseModel)]
-            if not nested:
-                return None
+            return None
         current = nested[0]
     return sorted(f.alias or n for n, f in current.model_fields.items())
 
@@ -162,13 +166,31 @@ def _describe(error: dict[str, Any]) -> str:
         return f"{key} is required but not set"
     if kind == "extra_forbidden":
         allowed = _allowed_keys(StackConfig, loc)
-        hint = f"; allowed keys: {', '.join(allowed)}" if allowed else ""
-        return f"{key} is not a known setting{hint}"
+        return f"{key} is not a known setting{_did_you_mean(str(loc[-1]), allowed)}"
     value = error.get("input")
     message = error["msg"].removeprefix("Value error, ")
     if "[key]" in loc:
         message = message.replace("Input should be", "key should be")
-    return f"{key} = {json.dumps(value)}: {message}"
+    return f"{key} = {_shown(value)}: {message}"
+
+
+def _did_you_mean(name: str, allowed: Optional[list[str]]) -> str:
+    """`; did you mean x?` for a near miss, else the allowed keys."""
+    if not allowed:
+        return ""
+    close = difflib.get_close_matches(name, allowed, n=1, cutoff=0.75)
+    return f"; did you mean {close[0]}?" if close else f"; allowed keys: {', '.join(allowed)}"
+
+
+_YAML_SCALAR = re.compile(r"-?[0-9]+(\.[0-9]+)?|true|false")
+
+
+def _shown(value: Any) -> str:
+    """A value as the stack file wrote it: the CLI hands the program `hostCpus: 0` as
+    the string "0", which is shown bare, like the YAML it came from."""
+    if isinstance(value, str) and _YAML_SCALAR.fullmatch(value):
+        return value
+    return json.dumps(value)
 
 
 def _docker_host_problem(host: str, env: str) -> Optional[str]:
@@ -284,8 +306,11 @@ def parse(raw: dict[str, Any], stack: str, *, secrets: Collection[str] = ()) -> 
     env = raw.get("environment")
     if env not in get_args(Environment):
         shown = "is required but not set" if env is None else f"= {json.dumps(env)}"
+        misspelt = [k for k in raw if k not in StackConfig.model_fields and k != "environment"
+                    and difflib.get_close_matches(k, ["environment"], cutoff=0.75)] if env is None else []
+        hint = f" ({_key(misspelt[0])} is set: a typo?)" if misspelt else ""
         raise ConfigError(list(control.values()) or [
-            f"{_key('environment')} {shown}: allowed: {', '.join(get_args(Environment))}"
+            f"{_key('environment')} {shown}: allowed: {', '.join(get_args(Environment))}{hint}"
         ])
     merged = deep_merge(defaults_for(env), raw)
     try:

@@ -28,6 +28,9 @@ ENVS = ("dev", "stage", "prod")
 # the optional objects whose own keys are required once the object is set):
 # key -> the cell for dev, stage, prod. tests/test_docs.py proves each claim
 # against the loader.
+# How an entry of a map of objects is written in the table.
+MAP_ENTRY = {"slots": "<slot>"}
+
 CONDITIONS: dict[str, tuple[str, str, str]] = {
     "dockerHostKey": ("required for `ssh://`",) * 3,
     "domain": ("— (required with `tls.enabled`)", "**required**", "**required**"),
@@ -65,6 +68,14 @@ def _rows(model: type[BaseModel], prefix: str, defaults: dict[str, dict],
           optional_parent: Optional[str] = None) -> Iterator[list[str]]:
     for name, field in model.model_fields.items():
         key = prefix + (field.alias or name)
+        if typing.get_origin(field.annotation) is dict and _nested_model(typing.get_args(field.annotation)[1]):
+            # A map of objects (slots): the map, then the keys of each entry.
+            placeholder = MAP_ENTRY.get(key, "<name>")
+            yield [key, _type_name(field.annotation, field.metadata),
+                   *["**required**" if field.is_required() else "—"] * len(ENVS)]
+            yield from _rows(_nested_model(typing.get_args(field.annotation)[1]), f"{key}.{placeholder}.",
+                             {e: {} for e in defaults}, optional_parent=f"{key}.{placeholder}")
+            continue
         nested = _nested_model(field.annotation) if typing.get_origin(field.annotation) is not dict else None
         if nested is not None:
             optional = None if field.is_required() else key

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import harness
-from settings.load import ConfigError
+from settings.load import ConfigError, parse
 
 PROD = harness.stack_config("prod")
 SLOT = PROD["slots"]["blue"]
@@ -48,6 +48,22 @@ CASES = {
         with_(environment="stage"),
         ['shia-chatbot:environment = "stage"', "stack 'prod' must be named 'stage' or start with 'stage-'"],
     ),
+    "a near miss of a key": (
+        with_(domian="shia-chatbot.example.org"),
+        ["shia-chatbot:domian is not a known setting; did you mean domain?"],
+    ),
+    "a near miss inside a slot": (
+        with_(slots={"blue": {"image": SLOT["image"], "replica": 2}}),
+        ["shia-chatbot:slots.blue.replica is not a known setting; did you mean replicas?"],
+    ),
+    "a key far from any": (
+        with_(smtp={"host": "smtp.example.org", "user": "u", "fromEmail": "a@example.org", "xyz": 1}),
+        ["shia-chatbot:smtp.xyz is not a known setting; allowed keys: fromEmail, host, port, user"],
+    ),
+    "a number as the stack file wrote it": (
+        with_(hostCpus="0"),
+        ["shia-chatbot:hostCpus = 0: Input should be greater than or equal to 1"],
+    ),
     "unknown environment": (
         with_(environment="production"),
         ['shia-chatbot:environment = "production"', "allowed: dev, stage, prod"],
@@ -74,7 +90,7 @@ CASES = {
     ),
     "typo in a key": (
         with_(app={**PROD["app"], "corsOrigin": ["https://x"]}),
-        ["shia-chatbot:app.corsOrigin is not a known setting", "allowed keys:", "corsOrigins"],
+        ["shia-chatbot:app.corsOrigin is not a known setting; did you mean corsOrigins?"],
     ),
     "ssh docker host without its host key": (
         {k: v for k, v in PROD.items() if k != "dockerHostKey"},
@@ -142,3 +158,13 @@ def test_stack_overrides_merge_over_the_environment_defaults():
     assert envs["LOG_LEVEL"] == "ERROR"
     assert envs["RATE_LIMIT_PER_MINUTE"] == "60"  # untouched keys keep the prod defaults
     assert "prod-app-green-2" in run.containers()
+
+
+def test_a_misspelt_environment_is_named_beside_the_missing_one():
+    """The CLI refuses this stack first (Pulumi.yaml declares environment); the
+    program says the same when run without that check (tests, the Automation API)."""
+    raw = {**{k: v for k, v in PROD.items() if k != "environment"}, "enviroment": "prod"}
+    with pytest.raises(ConfigError) as refused:
+        parse(raw, "prod")
+    assert refused.value.problems == ["shia-chatbot:environment is required but not set: allowed: dev, stage, prod "
+                                      "(shia-chatbot:enviroment is set: a typo?)"]

@@ -133,6 +133,14 @@ MISTAKES = {
         f"error: Pulumi.prod.yaml:{DOMAIN}:3: shia-chatbot:domain is encrypted (secure:), which the offline tools "
         f"cannot decrypt; only the program's secrets ({', '.join(SECRET_KEYS)}) may be, the others are needed "
         "to plan"),
+    "a misspelt required key": (
+        PROD_TEXT.replace("shia-chatbot:activeSlot:", "shia-chatbot:activeSlott:"),
+        "error: Pulumi.prod.yaml: shia-chatbot:activeSlot is required but not set (Pulumi.yaml declares it "
+        "without a default, so the CLI refuses the stack); shia-chatbot:activeSlott is set: a typo?"),
+    "an emptied secure value": (
+        with_lines("shia-chatbot:smtpPassword:\n    secure:"),
+        f"error: Pulumi.prod.yaml:{END + 1}:3: shia-chatbot:smtpPassword has an empty secure: value; set it "
+        "again with `pulumi config set --secret smtpPassword`"),
     "no such file": (
         None,
         "error: Pulumi.prod.yaml: no such stack file (pulumi stack init, then pulumi config set)"),
@@ -165,6 +173,14 @@ def test_other_namespaces_and_bare_keys_are_accepted_as_the_cli_accepts_them(pro
     result = project.gate(text)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "✅ shia-chatbot@v0.1.0" in result.stdout
+
+
+def test_a_namespace_that_misses_the_project_by_a_letter_is_a_warning(project):
+    result = project.gate(with_lines("shia-chatbt:hostCpus: 8"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.splitlines()[0] == (f"warning: Pulumi.prod.yaml:{END + 1}: shia-chatbt:hostCpus belongs to "
+                                             "no one: did you mean shia-chatbot:hostCpus?")
+    assert "warning" not in project.gate(with_lines("aws:region: eu-west-1")).stdout
 
 
 def test_secure_values_for_every_secret_pass_the_gate_and_are_never_plaintext(project):

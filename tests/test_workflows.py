@@ -77,15 +77,27 @@ def test_pull_requests_run_the_gate_without_secrets_and_preview_with_the_pack():
     assert any(s.get("run") == "bash .ci/run" for s in test_job["steps"])
 
 
-def test_main_deploys_stage_with_the_pack_creating_the_stack_on_first_push():
+def test_main_deploys_stage_with_the_pack_never_creating_the_stack():
     wf = load("deploy-stage.yml")
     assert wf["on"] == {"push": {"branches": ["main"]}}
     job = wf["jobs"]["up"]
-    step = next(s for s in job["steps"] if s.get("uses", "").startswith("pulumi/actions@"))
-    assert (step["with"]["command"], step["with"]["stack-name"], step["with"]["policyPacks"]) == ("up", "stage", "policies")
-    assert step["with"]["upsert"] is True and step["with"]["secrets-provider"] == "passphrase"
+    names = [step.get("name", "") for step in job["steps"]]
+    check = names.index("The stage stack exists")
+    assert job["steps"][check]["run"] == "tools/stack_exists.sh stage error"
+    deploy = next(i for i, step in enumerate(job["steps"]) if step.get("run") == "make up STACK=stage PULUMI_FLAGS=--yes")
+    assert check < deploy
+    assert not any("upsert" in (step.get("with") or {}) for step in job["steps"])
     # A re-run deploys main as it is now, never an older push over a newer one.
     assert job["steps"][0]["with"]["ref"] == "main"
+
+
+def test_every_pulumi_command_of_the_makefile_runs_the_policy_pack():
+    """CI deploys through `make up`; the pack is the Makefile's, not each workflow's to remember."""
+    recipes = re.findall(r"^\t@?(?:[A-Z_]+=\S+ )*pulumi (?:up|preview)\b.*$", (harness.ROOT / "Makefile").read_text(), re.M)
+    assert len(recipes) >= 4
+    assert all("$(PACK)" in line for line in recipes), recipes
+    assert "PACK := --policy-pack policies --policy-pack-config policies/config/$(ENVIRONMENT).json" in \
+        (harness.ROOT / "Makefile").read_text()
 
 
 def test_prod_is_manual_approved_scanned_and_uses_the_readme_steps():
@@ -105,8 +117,9 @@ def test_prod_is_manual_approved_scanned_and_uses_the_readme_steps():
     # there), recorded on main, then deployed with the pack enforced.
     assert index["The prod stack exists"] < write < index["Preview with the policy pack"] \
         < index["Record it on main"] < deploy
+    assert job["steps"][index["The prod stack exists"]]["run"] == "tools/stack_exists.sh prod error"
     assert job["steps"][index["Preview with the policy pack"]]["run"] == "make preview STACK=prod"
-    assert "--policy-pack policies --policy-pack-config policies/config/prod.json" in job["steps"][deploy]["run"]
+    assert job["steps"][deploy]["run"] == "make up STACK=prod PULUMI_FLAGS=--yes"
     # The change is written onto main's tip, even on a re-run of an older dispatch.
     assert job["steps"][0]["uses"].startswith("actions/checkout@") and job["steps"][0]["with"]["ref"] == "main"
 
@@ -149,7 +162,7 @@ BACKEND_ENV = {
 }
 BACKEND_SECRETS = {name for name, value in BACKEND_ENV.items() if "secrets." in value}
 # A command's position in a script: not inside an echo'd message or a comment.
-_COMMAND = r"(?:^|[;&|(!]|\bthen\b|\bdo\b|\belse\b)\s*"
+_COMMAND = r"(?:^|[;&|(!]|\bthen\b|\bdo\b|\belse\b|\bif\b|\belif\b)\s*"
 
 
 def state_targets() -> set[str]:
@@ -183,7 +196,8 @@ def opens_state(step: dict) -> bool:
     if step.get("uses", "").startswith("pulumi/actions@"):
         return "command" in step.get("with", {})  # without one it only installs the CLI
     script = step.get("run", "")
-    return bool(re.search(_COMMAND + r"pulumi\s", script, re.M)) or any(
+    # tools/stack_exists.sh runs `pulumi stack select`.
+    return bool(re.search(_COMMAND + r"(?:pulumi|tools/stack_exists\.sh)\s", script, re.M)) or any(
         re.search(_COMMAND + rf"make\s+{re.escape(target)}(?:\s|$)", script, re.M) for target in STATE_TARGETS)
 
 
@@ -416,33 +430,39 @@ class FakePulumi:
         return run_step(step, self.scratch, self.env, self.scratch)
 
 
-PROD_STACK_STEP = step_named(load("deploy-prod.yml")["jobs"]["deploy"], "The prod stack exists")
 PREVIEW_STACK_STEP = step_named(load("pull-request.yml")["jobs"]["preview"], "The stack exists")
-INIT_PROD = "pulumi stack init prod --secrets-provider passphrase"
+STACK_EXISTS = {"run": f"{harness.ROOT / 'tools' / 'stack_exists.sh'} \"$STACK\" error"}
 
 
+def init_command(stack: str) -> str:
+    return f"pulumi stack init {stack} --secrets-provider passphrase"
+
+
+@pytest.mark.parametrize("stack", ["prod", "stage"])
 @pytest.mark.parametrize("answer", ["exists", "missing", "denied"])
-def test_prod_refuses_a_missing_stack_with_the_command_that_creates_it(tmp_path, answer):
-    pulumi = FakePulumi(tmp_path, answer, "prod")
-    done = pulumi.run(PROD_STACK_STEP)
-    assert pulumi.calls.read_text() == "stack select prod\n"  # selects, never creates
+def test_a_deploy_refuses_a_missing_stack_with_the_command_that_creates_it(tmp_path, stack, answer):
+    pulumi = FakePulumi(tmp_path, answer, stack)
+    done = pulumi.run(STACK_EXISTS)
+    assert pulumi.calls.read_text() == f"stack select {stack}\n"  # selects, never creates
     if answer == "exists":
-        assert done.returncode == 0, done.stdout + done.stderr
+        assert (done.returncode, done.stdout) == (0, ""), done.stderr
         return
-    assert done.returncode == 1
-    assert pulumi.ANSWERS[answer][1].split(":")[0] in done.stderr  # the CLI's own message is shown
+    assert pulumi.ANSWERS[answer][1].split(":")[0] in done.stderr or answer == "missing"
     if answer == "missing":
-        assert f"::error::stack prod does not exist in s3://state-bucket." in done.stdout
-        assert INIT_PROD in done.stdout and "encryptionsalt" in done.stdout
+        assert done.returncode == 3
+        assert f"::error::stack {stack} does not exist in s3://state-bucket." in done.stdout
+        assert init_command(stack) in done.stdout and f"encryptionsalt line it writes into Pulumi.{stack}.yaml" in done.stdout
     else:  # not a missing stack: no advice to create one
-        assert "stack init" not in done.stdout
+        assert done.returncode == 1 and "stack init" not in done.stdout
 
 
 @pytest.mark.parametrize("stack,answer", [("prod", "exists"), ("prod", "missing"), ("stage", "missing"),
                                           ("prod", "denied")])
 def test_a_pull_request_previews_only_a_stack_that_exists(tmp_path, stack, answer):
     pulumi = FakePulumi(tmp_path, answer, stack)
-    done = pulumi.run(PREVIEW_STACK_STEP)
+    pulumi.env["PATH"] = f"{harness.ROOT / 'tools'}:{pulumi.env['PATH']}"
+    step = {**PREVIEW_STACK_STEP, "run": PREVIEW_STACK_STEP["run"].replace("tools/stack_exists.sh", "stack_exists.sh")}
+    done = pulumi.run(step)
     assert pulumi.calls.read_text() == f"stack select {stack}\n"
     if answer == "denied":  # a broken backend fails the job rather than skip the preview
         assert done.returncode == 1 and "AccessDenied" in done.stderr
@@ -450,5 +470,5 @@ def test_a_pull_request_previews_only_a_stack_that_exists(tmp_path, stack, answe
     assert done.returncode == 0, done.stdout + done.stderr
     assert pulumi.output.read_text() == f"exists={'true' if answer == 'exists' else 'false'}\n"
     if answer == "missing":
-        assert f"::warning::pulumi preview skipped: stack {stack} does not exist in s3://state-bucket" in done.stdout
-        assert (INIT_PROD if stack == "prod" else "deploy-stage creates it on the next push to main") in done.stdout
+        assert f"::warning::stack {stack} does not exist in s3://state-bucket" in done.stdout
+        assert init_command(stack) in done.stdout

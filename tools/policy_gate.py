@@ -111,14 +111,16 @@ def run_gate(stack: str, config: Optional[Mapping[str, Any]] = None, *, first_pr
     encrypted value the program needs in plaintext)."""
     encrypted: frozenset[str] = frozenset()
     others: dict[str, Any] = {}
+    file_warnings: list[str] = []
     if config is None:
         inputs = harness.stack_inputs(stack)
         settings, encrypted, others = inputs.config, inputs.secure, inputs.others
+        file_warnings = inputs.warnings(PROJECT)
     else:
         settings = dict(config)
     harness.apply_project_config(stack, settings, encrypted, harness.ROOT)  # before the pack starts
     stack_config = pulumi_config({**settings, **(secret_config or {})}, others)
-    result = GateResult(stack=stack, first_preview=first_preview)
+    result = GateResult(stack=stack, first_preview=first_preview, warnings=file_warnings)
     # Started first, so the pack boots while the program runs.
     with PolicyPackProcess(PACK_DIR, project=PROJECT, stack=stack, config=stack_config) as pack:
         run = harness.run(stack, settings, preview=first_preview, secret_config=dict(secret_config or {}),
@@ -144,8 +146,8 @@ def _analyze(pack: PolicyPackProcess, run: harness.Run, stack_config: Mapping[st
     pack.configure_stack(run.stack, PROJECT, stack_config)
     info = pack.info()
     result.pack, result.version = info.name, pack.version or info.version
-    result.warnings = [f"policy config names no policy of the pack: {name}"
-                       for name in unknown_policies(info, policy_config)]
+    result.warnings += [f"policy config names no policy of the pack: {name}"
+                        for name in unknown_policies(info, policy_config)]
     pack.configure(reconcile(info, policy_config))
 
     urns = [_urn(run.stack, r.urn_parent, r.type, r.name) for r in run.resources]

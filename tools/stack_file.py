@@ -20,6 +20,7 @@ The rules follow the CLI's own source (github.com/pulumi/pulumi):
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,6 +57,18 @@ class StackFile:
     @property
     def name(self) -> str:
         return display_name(self.path)
+
+    def warnings(self, project: str = PROJECT) -> list[str]:
+        """Keys whose namespace is a near miss of the project's: legal to the CLI,
+        which hands them to no one, so the setting silently does nothing."""
+        found = []
+        for full in sorted(self.others):
+            namespace = full.split(":", 1)[0]
+            if difflib.SequenceMatcher(None, namespace, project).ratio() >= 0.8:
+                line = self.lines.get(full, (0, 0))[0]
+                found.append(f"{self.name}:{line}: {full} belongs to no one: did you mean "
+                             f"{project}:{full.split(':', 1)[1]}?")
+        return found
 
     def where(self, full_key: str) -> str:
         """`Pulumi.prod.yaml:12:3` for a key of this file (just the file name if unknown)."""
@@ -206,6 +219,10 @@ def _config(path: Path, loader: _Loader, mapping: yaml.MappingNode, project: str
         lines[full] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
         value = loader.construct_object(value_node, deep=True)
         value = "" if value is None else value
+        if isinstance(value, dict) and list(value) == ["secure"] and not (_is_secure(value) and value["secure"]):
+            # What an editor leaves of `pulumi config set --secret`'s output, not a plaintext value.
+            raise StackFileError(f"{where}: {full} has an empty secure: value; set it again with "
+                                 f"`pulumi config set --secret {key}`")
         if _holds_secure(value):
             secure.add(full)
         elif namespace == project:
@@ -256,7 +273,11 @@ def apply_project_config(stack: str, config: Mapping[str, Any], encrypted: Itera
     if missing:
         verb = "is" if len(missing) == 1 else "are"
         pronoun = "it" if len(missing) == 1 else "them"
+        declared_names = set(declared(root, project))
+        typos = [f"{project}:{name}" for name in sorted(set_names - declared_names)
+                 if any(difflib.get_close_matches(name, [m.split(":", 1)[1]], cutoff=0.75) for m in missing)]
+        hint = f"; {' and '.join(typos)} is set: a typo?" if typos else ""
         raise StackFileError(
             f"{display_name(root / f'Pulumi.{stack}.yaml')}: {' and '.join(missing)} {verb} required but not set "
-            f"(Pulumi.yaml declares {pronoun} without a default, so the CLI refuses the stack)")
+            f"(Pulumi.yaml declares {pronoun} without a default, so the CLI refuses the stack){hint}")
     return merged
