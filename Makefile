@@ -58,8 +58,9 @@ POLICY_CONFIG ?= $(wildcard policies/config/$(ENVIRONMENT).json)
 policy: setup ## The policy pack over STACK's mocked plan, no CLI or credentials [FIRST_PREVIEW=1]
 	$(PY) tools/policy_gate.py --stack $(STACK) $(if $(POLICY_CONFIG),--policy-config $(POLICY_CONFIG)) $(if $(FIRST_PREVIEW),--first-preview)
 
-docs: setup ## Regenerate the config reference in docs/configuration.md from settings/
+docs: setup ## Regenerate docs/configuration.md's reference and docs/operations.md's table
 	$(PY) -m settings.reference --write docs/configuration.md
+	cd tests && PYTHONPATH=..:../tools ../$(PY) -m engine.operations --write ../docs/operations.md
 
 bench: setup ## Time a full evaluation of the prod program under the SDK's mocks
 	$(PY) bench/evaluate.py

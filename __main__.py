@@ -22,8 +22,8 @@ from components.backups.offsite import offsite_target
 from components.data.postgres import Postgres, PostgresArgs
 from components.data.qdrant import Qdrant, QdrantArgs
 from components.data.redis import Redis, RedisArgs
-from components.router.router import Router, RouterArgs
-from components.router.nginx_config import RouterSpec, TlsFiles, digest
+from components.router.router import HTTP_PORT, HTTPS_PORT, Router, RouterArgs
+from components.router.nginx_config import RouterSpec, TlsFiles
 from components.secrets import Secrets, SecretsArgs
 from components.app.worker import CeleryArgs, Flower, FlowerArgs, Worker
 from settings import load, release_guard
@@ -44,25 +44,25 @@ networks = Networks(naming.resource("networks"), NetworksArgs(naming=naming), on
 
 def data_args(service: str) -> dict:
     return dict(naming=naming, image=getattr(cfg.images, service), memory_mb=cfg.memory_mb[service],
-                backend_network=networks.backend.name)
+                backend_network=networks.backend.name, host=host)
 
 
 postgres = Postgres(naming.container("postgres"), PostgresArgs(
-    **data_args("postgres"), password=secrets["postgresPassword"], host=host,
+    **data_args("postgres"), password=secrets["postgresPassword"],
     max_connections=cfg.postgres_max_connections), on_host)
 redis = Redis(naming.container("redis"), RedisArgs(**data_args("redis"), password=secrets["redisPassword"]), on_host)
 qdrant = Qdrant(naming.container("qdrant"), QdrantArgs(**data_args("qdrant"), api_key=secrets["qdrantApiKey"]), on_host)
 minio = Minio(naming.container("minio"), MinioArgs(
-    **data_args("minio"), root_user=secrets["minioRootUser"], root_password=secrets["minioRootPassword"],
-    host=host), on_host)
-data_services = [*postgres.ready, redis.container, qdrant.container, minio.container]
+    **data_args("minio"), root_user=secrets["minioRootUser"], root_password=secrets["minioRootPassword"]),
+    on_host)
+data_services = [*postgres.ready, *redis.ready, *qdrant.ready, *minio.ready]
 
 # Scheduled and pre-migration backups of all four, copied off-site (S3 or dev's MinIO).
 backups = Backups(naming.container("backup"), BackupsArgs(
     naming=naming, config=cfg.backups, postgres_image=cfg.images.postgres, minio_image=cfg.images.minio,
     memory_mb=cfg.memory_mb["backup"], backend_network=networks.backend.name,
     postgres=postgres, redis=redis, qdrant=qdrant, minio=minio, secrets=secrets,
-    offsite=offsite_target(cfg, naming, secrets)), on_host)
+    offsite=offsite_target(cfg, naming, secrets), host=host), on_host)
 
 app_envs = AppEnvironment(cfg=cfg, naming=naming, secrets=secrets).envs()
 
@@ -73,7 +73,7 @@ def app_slot(slot: str, migrate_after: list) -> AppSlot:
         naming=naming, slot=slot, image=spec.image, replicas=spec.replicas,
         uvicorn_workers=cfg.uvicorn_workers, memory_mb=cfg.memory_mb["app"], envs=app_envs,
         frontend_network=networks.frontend.name, backend_network=networks.backend.name,
-        host=host, probe_image=cfg.images.nginx, depends_on=[*data_services, backups.container],
+        host=host, probe_image=cfg.images.nginx, depends_on=[*data_services, *backups.ready],
         backup_command=backups.pre_migration_command(slot), migrate_after=migrate_after), on_host)
 
 
@@ -84,8 +84,8 @@ for idle in sorted(set(cfg.slots) - {cfg.active_slot}):
     slots[idle] = app_slot(idle, migrate_after=[active.migration])
 
 celery = dict(naming=naming, slot=cfg.active_slot, image=active.image, envs=app_envs, log_level=cfg.app.log_level,
-              frontend_network=networks.frontend.name, backend_network=networks.backend.name,
-              depends_on=[redis.container, *postgres.ready, active.migration])
+              host=host, frontend_network=networks.frontend.name, backend_network=networks.backend.name,
+              depends_on=[*redis.ready, *postgres.ready, active.migration])
 worker = Worker(naming.resource("worker"), CeleryArgs(**celery, memory_mb=cfg.memory_mb["worker"]), on_host)
 flower = Flower(naming.resource("flower"), FlowerArgs(
     **celery, memory_mb=cfg.memory_mb["flower"], user=naming.flower_user,
@@ -98,13 +98,12 @@ if cfg.tls.enabled:
 router = Router(naming.resource("router"), RouterArgs(
     naming=naming, host=host, image=cfg.images.nginx, memory_mb=cfg.memory_mb["nginx"],
     spec=RouterSpec(
-        environment=env, slot=cfg.active_slot, upstream_servers=active.upstream_servers(),
-        server_name=cfg.domain or "localhost", http_port=80, https_port=443 if tls_files else None,
-        tls=tls_files, rate_per_minute=cfg.app.rate_limit_per_minute,
+        environment=env, server_name=cfg.domain or "localhost", http_port=HTTP_PORT,
+        https_port=HTTPS_PORT if tls_files else None, tls=tls_files, rate_per_minute=cfg.app.rate_limit_per_minute,
     ),
+    active_slot=cfg.active_slot,
     published_http_port=cfg.http_port, published_https_port=cfg.https_port if tls_files else None,
     tls=cfg.tls, frontend_network=networks.frontend.name, switch_after=[active.smoke_check],
-    upstream_containers=active.containers,
 ), on_host)
 
 # Monitoring at the environment's level. A switch or a replica change alters
@@ -126,8 +125,13 @@ monitoring = Monitoring(naming.resource("monitoring"), MonitoringArgs(
 
 pulumi.export("environment", env)
 pulumi.export("url", cfg.public_url)
-pulumi.export("activeSlot", cfg.active_slot)
-pulumi.export("slots", {s: {"image": a.image_ref, "containers": a.container_names} for s, a in sorted(slots.items())})
+# The release guard reads these back. Each resolves only once the step that
+# makes it true has succeeded: the engine keeps whatever outputs a failed update
+# did register (pulumi/pulumi#15754), so a failed switch must not record the
+# new slot as active, nor a failed release its image as released.
+pulumi.export("activeSlot", router.switch_step.id.apply(lambda _: cfg.active_slot))
+pulumi.export("slots", {s: {"image": a.smoke_check.id.apply(lambda _, image=a.image_ref: image),
+                            "containers": a.container_names} for s, a in sorted(slots.items())})
 pulumi.export("containers", {
     "nginx": router.container_name, "worker": worker.container_name, "flower": flower.container_name,
     "postgres": postgres.container_name, "redis": redis.container_name,
@@ -137,7 +141,7 @@ pulumi.export("database", naming.database)
 pulumi.export("collection", naming.collection)
 pulumi.export("buckets", minio.buckets)
 pulumi.export("backupBucket", backups.bucket)
-pulumi.export("routerConfigSha256", digest(router.rendered))
+pulumi.export("routerConfigSha256", router.config_digest)
 pulumi.export("flowerUser", naming.flower_user)
 pulumi.export("flowerPassword", secrets["flowerPassword"])
 pulumi.export("monitoring", {"level": monitoring.level, "containers": monitoring.container_names})

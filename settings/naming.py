@@ -14,6 +14,9 @@ POSTGRES_PORT = 5432
 REDIS_PORT = 6379
 QDRANT_PORT = 6333
 MINIO_PORT = 9000
+# Every replica of a slot answers to `app-<slot>` on both networks: the name
+# nginx resolves per request (Docker's DNS gives one address per replica).
+SLOT_ALIAS_PREFIX = "app-"
 
 
 @dataclass(frozen=True)
@@ -27,6 +30,14 @@ class Naming:
         """Replica `index` (1-based) of a slot; names differ per slot so a new
         slot is created beside the live one, never in its place."""
         return f"{self.env}-app-{slot}-{index}"
+
+    @staticmethod
+    def slot_alias(slot: str) -> str:
+        return f"{SLOT_ALIAS_PREFIX}{slot}"
+
+    @staticmethod
+    def replica_alias(slot: str, index: int) -> str:
+        return f"{SLOT_ALIAS_PREFIX}{slot}-{index}"
 
     def slot_container(self, service: str, slot: str) -> str:
         """Worker and Flower follow the active slot; the slot in the name lets

@@ -15,23 +15,28 @@ import json
 from typing import Any, Optional
 
 import pulumi
-from pulumi.runtime.sync_await import _sync_await
 
 from settings.load import PROJECT, ConfigError
 from settings.model import StackConfig
 
 
+# The engine's own function behind StackReference (pulumi/pulumi
+# pkg/resource/deploy/builtins.go): a read, which records nothing in the state.
+READ_STACK_OUTPUTS = "pulumi:pulumi:readStackOutputs"
+
+
 def previous_deployment() -> Optional[dict[str, Any]]:
     """`activeSlot` and `slots` as this stack last exported them; None before its first `up`.
 
-    A stack may read its own outputs through a StackReference (a read, which
-    changes nothing). It is awaited here, before any other resource exists, so a
-    refusal touches nothing.
+    Read through the engine's `readStackOutputs` function, synchronously (the
+    SDK's public `pulumi.runtime.invoke`), before any resource exists, so a
+    refusal touches nothing. The bare stack name means this project's stack
+    on every backend; an `organization/project/stack` name is refused by a
+    DIY backend in its legacy (non-project) layout.
     """
-    name = f"{pulumi.get_organization()}/{pulumi.get_project()}/{pulumi.get_stack()}"
-    ref = pulumi.StackReference(f"{pulumi.get_stack()}-previous-deployment", stack_name=name)
-    active = _sync_await(ref.get_output_details("activeSlot")).value
-    slots = _sync_await(ref.get_output_details("slots")).value
+    result = pulumi.runtime.invoke(READ_STACK_OUTPUTS, {"name": pulumi.get_stack()})
+    outputs = (result.value or {}).get("outputs") or {}
+    active, slots = outputs.get("activeSlot"), outputs.get("slots")
     if not active or not slots:
         return None
     return {"activeSlot": active, "slots": slots}

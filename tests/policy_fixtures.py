@@ -9,7 +9,10 @@ Generated values are made per run (never literals in the repository).
 
 from __future__ import annotations
 
+import base64
 import copy
+import io
+import tarfile
 import secrets
 import sys
 from dataclasses import dataclass, field, replace
@@ -115,15 +118,19 @@ def app_envs() -> list[Any]:
     ]
 
 
-ROUTER_CONFIG = f"""# Rendered by components/router_config.py for {ENV}; do not edit on the host.
-# Active slot: blue. A switch rewrites this file.
+ROUTER_CONFIG = f"""# The router for {ENV}; do not edit on the host.
+js_import router from /etc/nginx/conf.d/router.js;
+js_var $slot_file /etc/nginx/conf.d/active-slot;
+js_set $app_slot router.slot;
+resolver 127.0.0.11 valid=1s ipv6=off;
 
 limit_req_zone $binary_remote_addr zone=per_client:10m rate=60r/m;
 
-upstream shia_chatbot_backend {{
-    least_conn;
-    server {ENV}-app-blue-1:8000 max_fails=3 fail_timeout=30s;
-    server {ENV}-app-blue-2:8000 max_fails=3 fail_timeout=30s;
+server {{
+    listen 127.0.0.1:8099;
+    location = /router {{
+        return 200 "config=0 slot=$app_slot\\n";
+    }}
 }}
 
 server {{
@@ -144,10 +151,33 @@ server {{
     server_name {DOMAIN};
     location / {{
         limit_req zone=per_client burst=15 nodelay;
-        proxy_pass http://shia_chatbot_backend;
+        proxy_pass http://app-$app_slot:8000;
     }}
 }}
 """
+
+
+def router_bundle(config: str) -> str:
+    """The router config step's stdin: a base64 tar holding default.conf (and router.js)."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for name, text in (("default.conf", config), ("router.js", "export default {};\n")):
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def router_text(bundle: str) -> str:
+    with tarfile.open(fileobj=io.BytesIO(base64.b64decode(bundle))) as tar:
+        return tar.extractfile("default.conf").read().decode()
+
+
+def _app_networks(slot: str, index: int) -> list[dict[str, Any]]:
+    aliases = [f"app-{slot}-{index}", f"app-{slot}"]
+    return [{"name": f"{ENV}-frontend", "aliases": aliases}, {"name": f"{ENV}-backend", "aliases": aliases}]
+
 
 HOURLY_AND_DAILY = ("30 * * * * /opt/shia-backup/bin/backup postgres --reason hourly\n"
                     "0 2 * * * /opt/shia-backup/bin/backup all --reason daily\n")
@@ -191,12 +221,14 @@ def compliant_plan() -> dict[str, Res]:
                            {"hostPath": "/etc/letsencrypt", "containerPath": "/etc/letsencrypt", "readOnly": True},
                            {"hostPath": "/var/www/certbot", "containerPath": "/var/www/certbot", "readOnly": True}]),
         container(f"{ENV}-app-blue-1", "app", APP_IMAGE, app_envs(), slot="blue",
-                  command=["uvicorn", "src.app.main:app", "--workers", "9", "--port", "8000"]),
+                  command=["uvicorn", "src.app.main:app", "--workers", "9", "--port", "8000"],
+                  networksAdvanced=_app_networks("blue", 1)),
         container(f"{ENV}-app-blue-2", "app", APP_IMAGE, app_envs(), slot="blue",
-                  command=["uvicorn", "src.app.main:app", "--workers", "9", "--port", "8000"]),
+                  command=["uvicorn", "src.app.main:app", "--workers", "9", "--port", "8000"],
+                  networksAdvanced=_app_networks("blue", 2)),
         container(f"{ENV}-worker-blue", "worker", APP_IMAGE, app_envs(), slot="blue",
                   command=["celery", "-A", "src.app.tasks", "worker", "--loglevel=warning"]),
-        container(f"{ENV}-flower-blue", "flower", APP_IMAGE,
+        container(f"{ENV}-flower", "flower", APP_IMAGE,
                   app_envs() + [secret(f"FLOWER_BASIC_AUTH={ENV}-ops:{generated()}")], slot="blue",
                   command=["celery", "-A", "src.app.tasks", "flower", "--port=5555"]),
         container(f"{ENV}-backup", "backup", "shia-chatbot-backup:b677bbac9d64f08c", [
@@ -205,7 +237,9 @@ def compliant_plan() -> dict[str, Res]:
         Res("command:remote:Command", f"{ENV}-minio-buckets", {
             "create": f"docker exec {ENV}-minio sh -c 'mc mb --ignore-existing local/{ENV}-documents "
                       f"local/{ENV}-backups'"}),
-        Res("command:remote:Command", f"{ENV}-router-config", {"create": "sh apply.sh", "stdin": ROUTER_CONFIG}),
+        Res("command:remote:Command", f"{ENV}-router-config",
+            {"create": "sh apply.sh", "stdin": router_bundle(ROUTER_CONFIG)}),
+        Res("command:remote:Command", f"{ENV}-router-switch", {"create": "sh switch.sh", "stdin": "blue\n"}),
         Res("aws:s3/bucket:Bucket", f"{ENV}-backup-offsite", {"bucket": f"shia-chatbot-{ENV}-backups"}, protect=True),
         _bucket_part("aws:s3/bucketVersioning:BucketVersioning", "versioning",
                      {"versioningConfiguration": {"status": "Enabled"}}),

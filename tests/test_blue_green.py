@@ -6,7 +6,10 @@ options); a difference is what `pulumi up` would create, update or delete.
 
 from __future__ import annotations
 
+import base64
+import io
 import json
+import tarfile
 
 import pytest
 
@@ -41,29 +44,35 @@ def blue_live() -> harness.Run:
     return harness.run("prod", prod())
 
 
-def test_the_router_reloads_when_a_live_replica_is_recreated(blue_live):
-    step = blue_live.named("prod-router-config")
-    # Replicas register in whatever order their dependencies resolve; the step lists them 1, 2.
-    ids = {r.name: r.id for r in blue_live.resources if r.custom}
-    replicas = [ids["prod-app-blue-1"], ids["prod-app-blue-2"]]
-    nginx = next(r.id for r in blue_live.resources if r.custom and r.name == "prod-nginx")
-    assert step.plain("triggers")[1:] == [nginx, *replicas]
+def test_the_router_config_names_no_slot_and_no_replica(blue_live):
+    """A switch or a replica's new address needs no reload: the slot comes from a
+    file, the replicas from Docker's DNS (`app-<slot>`), both per request."""
+    green_live = harness.run("prod", prod(active="green"))
+    bundle = blue_live.named("prod-router-config").plain("stdin")
+    assert green_live.named("prod-router-config").plain("stdin") == bundle
+    with tarfile.open(fileobj=io.BytesIO(base64.b64decode(bundle))) as tar:
+        conf = tar.extractfile("default.conf").read().decode()
+    assert "proxy_pass http://app-$app_slot:8000;" in conf and "resolver 127.0.0.11 valid=1s" in conf
+    assert "prod-app-" not in conf and "blue" not in conf and "green" not in conf
+    for slot in ("blue", "green"):
+        for replica in (1, 2):
+            networks = blue_live.containers()[f"prod-app-{slot}-{replica}"].plain("networksAdvanced")
+            assert all(f"app-{slot}" in n["aliases"] and f"app-{slot}-{replica}" in n["aliases"] for n in networks)
 
 
-def test_switch_touches_only_the_router_config_worker_and_flower(blue_live):
+def test_switch_touches_only_the_slot_file_worker_and_flower(blue_live):
     green_live = harness.run("prod", prod(active="green"))
     assert changed(blue_live, green_live) == {
-        "prod-router-config",
-        "prod-worker-blue", "prod-worker-green",
-        "prod-flower-blue", "prod-flower-green",
+        "prod-router-switch",
+        "prod-worker-blue", "prod-worker-blue-healthy", "prod-worker-green", "prod-worker-green-healthy",
+        "prod-flower", "prod-flower-healthy",
         # The scrape targets (slot labels, the new worker); not Prometheus itself.
         "prod-prometheus-targets-app", "prod-prometheus-targets-celery",
     }
-    # Not the nginx container, no app replica, no data service, no volume, no step of a slot.
-    conf = green_live.named("prod-router-config").plain("stdin")
-    assert "server prod-app-green-1:8000" in conf and "prod-app-blue" not in conf
+    # Not the nginx container nor its config, no app replica, no data service, no step of a slot.
+    assert green_live.named("prod-router-switch").plain("stdin") == "green\n"
     assert green_live.containers()["prod-worker-green"].plain("image") == GREEN["image"]
-    assert green_live.containers()["prod-flower-green"].plain("image") == GREEN["image"]
+    assert green_live.containers()["prod-flower"].plain("image") == GREEN["image"]
 
 
 def test_rollback_restores_exactly_the_previous_plan(blue_live):
@@ -76,17 +85,17 @@ def test_release_to_the_idle_slot_touches_only_that_slot(blue_live):
     touched = changed(blue_live, released)
     assert touched == {
         "prod-app-green-image", "prod-app-green-1", "prod-app-green-2",
-        "prod-app-green-migrate", "prod-app-green-smoke",
-        *({"prod-app-green-backup"} & {r.name for r in released.resources}),
+        "prod-app-green-1-healthy", "prod-app-green-2-healthy",
+        "prod-app-green-migrate", "prod-app-green-smoke", "prod-app-green-backup",
     }
 
 
-def test_scaling_the_active_slot_changes_its_replicas_smoke_and_router_only(blue_live):
+def test_scaling_the_active_slot_changes_its_replicas_and_smoke_check_only(blue_live):
     # A fifth replica needs a bigger connection budget (checked by the program), hence the raise.
     bigger = {**prod(), "postgresMaxConnections": 600}
     scaled = harness.run("prod", {**bigger, "slots": {"blue": {**BLUE, "replicas": 3}, "green": GREEN}})
     assert changed(harness.run("prod", bigger), scaled) == {
-        "prod-app-blue-3", "prod-app-blue-smoke", "prod-router-config", "prod-prometheus-targets-app"}
+        "prod-app-blue-3", "prod-app-blue-3-healthy", "prod-app-blue-smoke", "prod-prometheus-targets-app"}
 
 
 def _depends(run: harness.Run, name: str, on: str) -> bool:
@@ -101,9 +110,10 @@ def _depends(run: harness.Run, name: str, on: str) -> bool:
 @pytest.mark.parametrize("active", ["blue", "green"])
 def test_the_switch_waits_for_the_target_slots_smoke_check(active):
     run = harness.run("prod", prod(active=active))
-    assert _depends(run, "prod-router-config", f"prod-app-{active}-smoke")
+    assert _depends(run, "prod-router-switch", f"prod-app-{active}-smoke")
+    assert _depends(run, "prod-router-switch", "prod-router-config")
     idle = {"blue": "green", "green": "blue"}[active]
-    assert not _depends(run, "prod-router-config", f"prod-app-{idle}-smoke")
+    assert not _depends(run, "prod-router-switch", f"prod-app-{idle}-smoke")
 
 
 def test_release_steps_run_in_order(blue_live):
@@ -111,7 +121,9 @@ def test_release_steps_run_in_order(blue_live):
     for slot in ("blue", "green"):
         for replica in (1, 2):
             assert _depends(run, f"prod-app-{slot}-{replica}", f"prod-app-{slot}-migrate")
-            assert _depends(run, f"prod-app-{slot}-smoke", f"prod-app-{slot}-{replica}")
+            assert _depends(run, f"prod-app-{slot}-smoke", f"prod-app-{slot}-{replica}-healthy")
+        # One replica after the other: a replacement never takes the slot down at once.
+        assert _depends(run, f"prod-app-{slot}-2", f"prod-app-{slot}-1-healthy")
         for data in ("prod-postgres", "prod-redis"):
             assert _depends(run, f"prod-app-{slot}-migrate", data)
     # Two migrations never run at once: the idle slot's waits for the active one's.

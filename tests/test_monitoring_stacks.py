@@ -132,7 +132,7 @@ def test_every_replica_of_every_deployed_slot_is_scraped_with_its_slot():
     ]
     # The worker reports through Flower, both of the active slot.
     assert targets(run, "celery") == [
-        {"targets": ["prod-flower-green:5555"], "labels": {"container": "prod-worker-green", "slot": "green"}}]
+        {"targets": ["prod-flower:5555"], "labels": {"container": "prod-worker-green", "slot": "green"}}]
 
 
 def _monitoring_inputs(run: harness.Run) -> dict[str, str]:

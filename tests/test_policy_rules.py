@@ -13,15 +13,16 @@ from typing import Callable
 import pytest
 
 from policy_fixtures import (
-    ENV, UNKNOWN, Res, compliant_plan, evaluate, generated, secret,
+    ENV, UNKNOWN, Res, compliant_plan, evaluate, generated, router_bundle, router_text, secret,
 )
 from shia_policies.catalog import RULES, policies_for
 from shia_policies.spec import ADVISORY, DISABLED, MANDATORY
 from shia_policies.stack import StackContext
 
-APP, WORKER, FLOWER = f"{ENV}-app-blue-1", f"{ENV}-worker-blue", f"{ENV}-flower-blue"
+APP, WORKER, FLOWER = f"{ENV}-app-blue-1", f"{ENV}-worker-blue", f"{ENV}-flower"
 REDIS, QDRANT, MINIO, POSTGRES, NGINX = (f"{ENV}-{s}" for s in ("redis", "qdrant", "minio", "postgres", "nginx"))
-ROUTER, BACKUP, PROVIDER = f"{ENV}-router-config", f"{ENV}-backup", f"{ENV}-docker-host"
+ROUTER, SWITCH, BACKUP, PROVIDER = (f"{ENV}-router-config", f"{ENV}-router-switch", f"{ENV}-backup",
+                                    f"{ENV}-docker-host")
 
 
 @pytest.mark.parametrize("rule", [r.name for r in RULES])
@@ -40,7 +41,16 @@ def at(name: str, change: Callable[[Res], Res]) -> Change:
 
 
 def router(old: str, new: str) -> Change:
-    return at(ROUTER, lambda r: r.but(stdin=r.props["stdin"].replace(old, new)))
+    """The router config with `old` replaced by `new` inside its bundle."""
+    def change(r: Res) -> Res:
+        text = router_text(r.props["stdin"])
+        assert old in text, old
+        return r.but(stdin=router_bundle(text.replace(old, new)))
+    return at(ROUTER, change)
+
+
+def switch_to(slot: str) -> Change:
+    return at(SWITCH, lambda r: r.but(stdin=f"{slot}\n"))
 
 
 def drop(name: str) -> Change:
@@ -135,7 +145,7 @@ FAILURES = [
         {"id": "x", "status": "Enabled", "expiration": {"days": 7.0}}])), "deletes backups after 7 days"),
     ("backup-policy", drop(f"{ENV}-backup-offsite-lifecycle"), "no lifecycle expiry"),
     # 15
-    ("router-tls", router("return 301 https://$host$request_uri;", "proxy_pass http://shia_chatbot_backend;"),
+    ("router-tls", router("return 301 https://$host$request_uri;", "proxy_pass http://app-$app_slot:8000;"),
      "port 80 does not redirect"),
     ("router-tls", router("listen 443 ssl http2;", "listen 443;"), "serves no HTTPS"),
     ("router-tls", router("    ssl_certificate_key", "    # ssl_certificate_key"), "no ssl_certificate"),
@@ -146,18 +156,22 @@ FAILURES = [
     ("docker-host-transport", at(PROVIDER, lambda r: r.but(host="tcp://10.0.0.5:2375")), "plain TCP"),
     ("docker-host-transport", at(PROVIDER, lambda r: r.but(host=None)), "has no host"),
     # 17
-    ("blue-green-slots", router(f"server {ENV}-app-blue-2:8000", f"server {ENV}-app-green-1:8000"),
-     f"{ENV}-app-green-1:8000 is not an app container of the active slot"),
-    ("blue-green-slots", router("# Active slot: blue.", "# Active slot: blue.\n# Active slot: green."),
-     "names 2 active slots"),
-    ("blue-green-slots", router("# Active slot: blue.", "# Active slot: green."), "'green' has no app containers"),
+    ("blue-green-slots", router("proxy_pass http://app-$app_slot:8000;", f"proxy_pass http://{ENV}-app-blue-1:8000;"),
+     "it must proxy to the active slot's name only"),
+    ("blue-green-slots", at(f"{ENV}-app-blue-2", lambda r: r.but(labels=[
+        {"label": "org.shia-chatbot.service", "value": "app"},
+        {"label": "org.shia-chatbot.slot", "value": "green"}])),
+     f"{ENV}-app-blue-2 answers to app-blue but is on slot 'green'"),
+    ("blue-green-slots", switch_to("purple"), "it must name one slot"),
+    ("blue-green-slots", switch_to("green"), "'green' has no app containers"),
     ("blue-green-slots", drop(f"{ENV}-app-blue-2"), "has 1 replica(s); prod needs at least 2"),
     ("blue-green-slots", at(WORKER, lambda r: r.but(image="ghcr.io/shia-chatbot/app:0.9.0")),
      "worker runs ghcr.io/shia-chatbot/app:0.9.0"),
     ("blue-green-slots", at(FLOWER, lambda r: r.but(labels=[
         {"label": "org.shia-chatbot.service", "value": "flower"},
         {"label": "org.shia-chatbot.slot", "value": "green"}])), "flower is on slot 'green'"),
-    ("blue-green-slots", drop(ROUTER), "0 router config steps"),
+    ("blue-green-slots", drop(ROUTER), "0 router config steps and 1 switch steps"),
+    ("blue-green-slots", drop(SWITCH), "1 router config steps and 0 switch steps"),
     # 18
     ("secret-env-literals", at(APP, lambda r: r.env("OPENAI_API_KEY", "changeme")), "placeholder"),
 ]

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import re
+import tarfile
 
 import pytest
 
@@ -41,7 +44,7 @@ def test_every_service_runs(run):
     assert services == {"app", "worker", "flower", "postgres", "redis", "qdrant", "minio", "nginx", "backup"}
     replicas = cfg["slots"]["blue"]["replicas"]
     assert sorted(n for n in run.containers() if "-app-" in n) == [f"{env}-app-blue-{i}" for i in range(1, replicas + 1)]
-    assert f"{env}-worker-blue" in run.containers() and f"{env}-flower-blue" in run.containers()
+    assert f"{env}-worker-blue" in run.containers() and f"{env}-flower" in run.containers()
 
 
 def test_every_container_is_hardened(run):
@@ -49,6 +52,11 @@ def test_every_container_is_hardened(run):
         assert c.plain("restart") == "unless-stopped", name
         assert c.plain("memory") == ENVIRONMENTS[run.stack]["memoryMb"][label(c, "service")], name
         assert c.plain("logDriver") == "json-file" and c.plain("logOpts") == {"max-size": "10m", "max-file": "5"}, name
+        # What the provider would otherwise get wrong (components/host/containers.py).
+        assert c.plain("memorySwap") == c.plain("memory"), name
+        assert c.plain("destroyGraceSeconds") == c.plain("stopTimeout") > 0, name
+        assert "healthcheck" in c.request.replaceOnChanges and "logOpts" in c.request.ignoreChanges, name
+        assert label(c, "log-opts") == "max-file=5,max-size=10m", name
         assert c.plain("securityOpts") == ["no-new-privileges:true"], name
         assert c.plain("healthcheck")["tests"], name
         assert not c.plain("privileged") and not c.plain("networkMode"), name
@@ -83,7 +91,7 @@ def test_only_nginx_publishes_and_on_the_expected_ports(run):
     assert {p["internal"]: p["external"] for p in published.pop(nginx)} == expected
     if run.stack == "dev":
         # Flower on loopback only, behind basic auth.
-        assert published == {"dev-flower-blue": [{"internal": 5555, "external": 5555, "ip": "127.0.0.1"}]}
+        assert published == {"dev-flower": [{"internal": 5555, "external": 5555, "ip": "127.0.0.1"}]}
     else:
         assert published == {}
 
@@ -153,7 +161,7 @@ def test_worker_and_flower_commands(run):
     worker = run.containers()[f"{env}-worker-blue"]
     level = ENVIRONMENTS[env]["app"]["logLevel"].lower()
     assert worker.plain("command") == ["celery", "-A", "src.app.tasks", "worker", f"--loglevel={level}", "--concurrency=4"]
-    flower = run.containers()[f"{env}-flower-blue"]
+    flower = run.containers()[f"{env}-flower"]
     assert flower.plain("command") == ["celery", "-A", "src.app.tasks", "flower", "--port=5555"]
     assert re.fullmatch(rf"{env}-ops:[A-Za-z0-9]{{32}}", env_of(flower)["FLOWER_BASIC_AUTH"])
 
@@ -162,8 +170,10 @@ def test_redis_requires_its_password_and_appends(run):
     redis = run.containers()[f"{run.stack}-redis"]
     command = " ".join(redis.plain("command"))
     assert "--appendonly yes" in command and '--requirepass "$REDIS_PASSWORD"' in command
-    # Through the image's entrypoint, which drops root for the redis user.
-    assert command.startswith("sh -c exec docker-entrypoint.sh redis-server ")
+    # Through the image's entrypoint, which drops root for the redis user; maxmemory
+    # from the container's own limit, so a memory change is an update in place.
+    assert command.startswith("sh -c limit_mb=") and "&& exec docker-entrypoint.sh redis-server " in command
+    assert '--maxmemory "$((limit_mb * 3 / 4))mb" --maxmemory-policy noeviction' in command
     # The password itself is in the (secret) environment, not on the command line.
     assert not re.search(r"requirepass [A-Za-z0-9]{32}", command)
 
@@ -181,15 +191,18 @@ def test_minio_buckets_are_made_on_the_host(run):
 def test_router_serves_the_active_slot(run):
     env = run.stack
     step = run.named(f"{env}-router-config")
-    conf = step.plain("stdin")
-    servers = re.findall(r"server (\S+) max_fails=3 fail_timeout=30s;", conf)
-    assert servers == [f"{n}:8000" for n in sorted(run.containers()) if n.startswith(f"{env}-app-blue-")]
-    assert "least_conn;" in conf
+    with tarfile.open(fileobj=io.BytesIO(base64.b64decode(step.plain("stdin")))) as tar:
+        conf = tar.extractfile("default.conf").read().decode()
+        assert "fs.readFileSync" in tar.extractfile("router.js").read().decode()
+    assert "proxy_pass http://app-$app_slot:8000;" in conf
     per_minute = ENVIRONMENTS[env]["app"]["rateLimitPerMinute"]
     assert f"rate={per_minute}r/m" in conf
     assert ("listen 443 ssl" in conf) is (env != "dev")
     assert ("return 301 https://$host$request_uri;" in conf) is (env != "dev")
-    assert step.plain("triggers")[0] == run.outputs["routerConfigSha256"]
+    assert f"config={run.outputs['routerConfigSha256']} " in conf
+    assert run.named(f"{env}-router-switch").plain("stdin") == "blue\n"
+    nginx = run.containers()[f"{env}-nginx"]
+    assert nginx.plain("command")[2].startswith("load_module modules/ngx_http_js_module.so; daemon off;")
 
 
 def test_outputs(run):

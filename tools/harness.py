@@ -71,10 +71,6 @@ class _Mocks(pulumi.runtime.Mocks):
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
         state = dict(args.inputs)
-        if args.typ == "pulumi:pulumi:StackReference":
-            # The stack reading its own last outputs (settings/release_guard.py).
-            return args.name, {"name": args.inputs["name"], "outputs": self.previous_outputs,
-                               "secretOutputNames": []}
         if args.typ == "random:index/randomPassword:RandomPassword" and not self.preview:
             state["result"] = mock_password(args.name, int(args.inputs["length"]), args.inputs.get("keepers"))
         if args.typ == "aws:iam/accessKey:AccessKey" and not self.preview:
@@ -91,6 +87,9 @@ class _Mocks(pulumi.runtime.Mocks):
         return f"{args.name}-id", state
 
     def call(self, args: pulumi.runtime.MockCallArgs):
+        if args.token == "pulumi:pulumi:readStackOutputs":
+            # The stack reading its own last outputs (settings/release_guard.py).
+            return {"name": args.args["name"], "outputs": self.previous_outputs, "secretOutputNames": []}
         return {}
 
 

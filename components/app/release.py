@@ -8,28 +8,27 @@ A slot's release runs, in this order (components/app/slot.py wires it):
      network (nginx's path to the replicas), with nginx's own image as the probe
 and the switch (components/router/router.py) depends on step 4 of the target slot.
 
-Steps 1, 2 and 4 run when, and only when, their triggers change: the slot's
-image for 1 and 2; the image and the replicas' ids for 4. A switch changes none
-of them, so switching back and forth never re-runs a migration.
+Steps 1 and 2 run when, and only when, the slot's image changes (their
+trigger); any other change to them (the app's environment on stdin after a
+rotation, the SSH connection) runs their `update`, which runs nothing. Step 4
+runs again whenever the image or a replica is new. A switch changes none of
+them, so switching back and forth never re-runs a migration.
 """
 
 from __future__ import annotations
 
-import shlex
-from pathlib import Path
 from typing import Sequence
 
 import pulumi
 
-from components.host.docker_host import DockerHost
+from components.host.containers import Deployed
+from components.host.docker_host import DockerHost, host_script
 
-_SCRIPTS = Path(__file__).parent / "scripts"
 
-
-def script(name: str, **params: object) -> str:
-    """A script from components/app/scripts with its parameters set as shell variables above it."""
-    header = "".join(f"{key}={shlex.quote(str(value))}\n" for key, value in params.items())
-    return header + (_SCRIPTS / name).read_text()
+def _unchanged(name: str) -> str:
+    # pulumi-command runs `update` for any change but the triggers'; without one
+    # it would run `create` (the migration, the backup) again.
+    return f"echo '{name}: same image, nothing to run again'"
 
 
 def env_file(envs: Sequence[pulumi.Input[str]]) -> pulumi.Output[str]:
@@ -44,6 +43,7 @@ def pre_migration_backup(
     return host.command(
         name,
         create=command,
+        update=_unchanged(name),
         triggers=[image],
         opts=pulumi.ResourceOptions(parent=parent, depends_on=list(after)),
     )
@@ -55,7 +55,8 @@ def migrate(
 ) -> pulumi.CustomResource:
     return host.command(
         name,
-        create=script("migrate.sh", NAME=name, IMAGE=image, NETWORK=network, MEMORY_MB=memory_mb),
+        create=host_script("app/scripts/migrate.sh", NAME=name, IMAGE=image, NETWORK=network, MEMORY_MB=memory_mb),
+        update=_unchanged(name),
         stdin=env_file(envs),
         triggers=[image],
         opts=pulumi.ResourceOptions(parent=parent, depends_on=list(after)),
@@ -64,13 +65,13 @@ def migrate(
 
 def smoke_check(
     host: DockerHost, name: str, *, network: str, probe_image: str, targets: Sequence[str], image: str,
-    replicas: Sequence[pulumi.Resource], parent: pulumi.Resource, attempts: int = 10, pause_seconds: int = 3,
+    replicas: Sequence[Deployed], parent: pulumi.Resource, attempts: int = 10, pause_seconds: int = 3,
 ) -> pulumi.CustomResource:
     return host.command(
         name,
-        create=script("smoke-check.sh", NETWORK=network, PROBE_IMAGE=probe_image, TARGETS=" ".join(targets),
-                      ATTEMPTS=attempts, PAUSE=pause_seconds),
-        triggers=[image, *[r.id for r in replicas]],
-        opts=pulumi.ResourceOptions(parent=parent, depends_on=list(replicas)),
+        create=host_script("app/scripts/smoke-check.sh", NETWORK=network, PROBE_IMAGE=probe_image,
+                           TARGETS=" ".join(targets), ATTEMPTS=attempts, PAUSE=pause_seconds),
+        triggers=[image, *[r.container.id for r in replicas]],
+        opts=pulumi.ResourceOptions(parent=parent, depends_on=[x for r in replicas for x in r.ready]),
     )
 

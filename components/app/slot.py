@@ -11,7 +11,7 @@ import pulumi
 import pulumi_docker as docker
 
 from components.app import release
-from components.host.containers import ContainerSpec, Healthcheck, hardened_container, pulled_image
+from components.host.containers import ContainerSpec, Deployed, Healthcheck, hardened_container, pulled_image
 from components.host.docker_host import DockerHost
 from settings.naming import APP_PORT, Naming
 
@@ -40,7 +40,7 @@ class AppSlotArgs:
 
 class AppSlot(pulumi.ComponentResource):
     image: docker.RemoteImage
-    containers: list[docker.Container]
+    replicas: list[Deployed]
     migration: pulumi.CustomResource
     smoke_check: pulumi.CustomResource
 
@@ -65,11 +65,14 @@ class AppSlot(pulumi.ComponentResource):
         self.migration = release.migrate(
             args.host, f"{step}-migrate", image=args.image, network=n.network("backend"), envs=args.envs,
             memory_mb=args.memory_mb, parent=self, after=[*before_migration, *args.migrate_after, self.image])
-        # 3. The replicas, each created healthy (wait=True).
-        self.containers = []
+        # 3. The replicas, each created healthy. One after the other: a change
+        # that replaces them (a rotation, an app setting) takes one down at a
+        # time, while nginx finds the others by the slot's DNS name.
+        self.replicas = []
         for index, cname in enumerate(self.container_names, start=1):
-            aliases = [f"app-{args.slot}-{index}", f"app-{args.slot}"]
-            self.containers.append(hardened_container(
+            aliases = [n.replica_alias(args.slot, index), n.slot_alias(args.slot)]
+            previous = self.replicas[-1].ready if self.replicas else []
+            self.replicas.append(hardened_container(
                 ContainerSpec(
                     name=cname,
                     image=self.image.name,
@@ -81,22 +84,26 @@ class AppSlot(pulumi.ComponentResource):
                              "--host", "0.0.0.0", "--port", str(APP_PORT)],
                     envs=args.envs,
                     networks=[(args.frontend_network, aliases), (args.backend_network, aliases)],
+                    # /health touches nothing else: cheap enough every 5 s, and a
+                    # create (which waits for the first probe) is that short.
                     healthcheck=Healthcheck(
                         test=["CMD", "curl", "-f", f"http://localhost:{APP_PORT}/health"],
-                        interval="30s", timeout="10s", retries=3, start_period="40s",
+                        interval="5s", timeout="3s", retries=3, start_period="30s",
                     ),
+                    host=args.host,
                 ),
                 # A replica keeps its name across image changes; only the idle slot
                 # is ever released to, so removing it first costs no traffic.
                 pulumi.ResourceOptions(parent=self, delete_before_replace=True,
-                                       depends_on=[*args.depends_on, self.migration]),
+                                       depends_on=[*args.depends_on, self.migration, *previous]),
             ))
         # 4. Every replica answers /health?check_services=true on nginx's network path.
         self.smoke_check = release.smoke_check(
             args.host, f"{step}-smoke", network=n.network("frontend"), probe_image=args.probe_image,
-            targets=self.upstream_servers(), image=args.image, replicas=self.containers, parent=self)
+            targets=[f"{name}:{APP_PORT}" for name in self.container_names], image=args.image,
+            replicas=self.replicas, parent=self)
         self.register_outputs({"containers": self.container_names, "image": args.image})
 
-    def upstream_servers(self) -> list[str]:
-        """host:port of every replica, as nginx reaches them on the frontend network."""
-        return [f"{name}:{APP_PORT}" for name in self.container_names]
+    @property
+    def containers(self) -> list[docker.Container]:
+        return [replica.container for replica in self.replicas]

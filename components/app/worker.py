@@ -1,7 +1,10 @@
 """The Celery worker and Flower, both on the active slot's image.
 
-Their container names carry the slot, so a switch starts the new one beside the
-old one and removes the old one after: queued tasks wait in Redis meanwhile.
+The worker's name carries the slot, so a switch starts the new worker beside
+the old one and removes the old one at the end of the update (a new logical
+name is a create, and the old one's delete comes last); queued tasks wait in
+Redis meanwhile. Flower's name is fixed: it publishes a port in dev, which two
+containers cannot hold, so a switch replaces it, the old one first.
 """
 
 from __future__ import annotations
@@ -12,9 +15,10 @@ from typing import Optional, Sequence
 import pulumi
 import pulumi_docker as docker
 
-from components.host.containers import ContainerSpec, Healthcheck, hardened_container
+from components.host.containers import ContainerSpec, Deployed, Healthcheck, hardened_container
 from components.secrets import secret_env
-from settings.model import WORKER_CONCURRENCY
+from components.host.docker_host import DockerHost
+from settings.model import SLOT_NAMES, WORKER_CONCURRENCY
 from settings.naming import FLOWER_PORT, Naming
 
 
@@ -25,6 +29,7 @@ class CeleryArgs:
     image: docker.RemoteImage
     envs: Sequence[pulumi.Input[str]]
     memory_mb: int
+    host: DockerHost
     frontend_network: pulumi.Input[str]
     backend_network: pulumi.Input[str]
     # The app's LOG_LEVEL; the worker's own --loglevel follows it (the guide's
@@ -34,13 +39,13 @@ class CeleryArgs:
 
 
 class Worker(pulumi.ComponentResource):
-    container: docker.Container
+    deployed: Deployed
 
     def __init__(self, name: str, args: CeleryArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("shia-chatbot:app:Worker", name, None, opts)
         n = args.naming
         self.container_name = n.slot_container("worker", args.slot)
-        self.container = hardened_container(
+        self.deployed = hardened_container(
             ContainerSpec(
                 name=self.container_name,
                 image=args.image.name,
@@ -53,16 +58,23 @@ class Worker(pulumi.ComponentResource):
                 envs=args.envs,
                 # frontend for egress to the LLM providers; backend for Redis/Postgres.
                 networks=[(args.backend_network, ["worker"]), (args.frontend_network, ["worker"])],
+                # Each probe starts a Python process (about half a second of CPU):
+                # every 15 s, which is also how long a create waits for the first.
                 healthcheck=Healthcheck(
                     test=["CMD-SHELL", 'celery -A src.app.tasks inspect ping -d "celery@$HOSTNAME" --timeout 10'],
-                    interval="60s", timeout="20s", retries=3, start_period="30s",
+                    interval="15s", timeout="12s", retries=3, start_period="30s",
                 ),
+                host=args.host,
                 # A worker finishing a task gets time to do so before SIGKILL.
                 stop_timeout=120,
             ),
             pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on)),
         )
-        self.register_outputs({"container": self.container.name})
+        self.register_outputs({"container": self.deployed.container.name})
+
+    @property
+    def container(self) -> docker.Container:
+        return self.deployed.container
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -73,12 +85,12 @@ class FlowerArgs(CeleryArgs):
 
 
 class Flower(pulumi.ComponentResource):
-    container: docker.Container
+    deployed: Deployed
 
     def __init__(self, name: str, args: FlowerArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("shia-chatbot:app:Flower", name, None, opts)
         n = args.naming
-        self.container_name = n.slot_container("flower", args.slot)
+        self.container_name = n.container("flower")
         basic_auth = secret_env("FLOWER_BASIC_AUTH", args.user, ":", args.password)
         networks = [(args.backend_network, ["flower"])]
         ports = []
@@ -87,7 +99,7 @@ class Flower(pulumi.ComponentResource):
             # network cannot carry the port, hence the frontend attachment.
             networks.append((args.frontend_network, ["flower"]))
             ports = [docker.ContainerPortArgs(internal=FLOWER_PORT, external=FLOWER_PORT, ip="127.0.0.1")]
-        self.container = hardened_container(
+        self.deployed = hardened_container(
             ContainerSpec(
                 name=self.container_name,
                 image=args.image.name,
@@ -101,11 +113,18 @@ class Flower(pulumi.ComponentResource):
                 ports=ports,
                 healthcheck=Healthcheck(
                     test=["CMD", "curl", "-fs", "-o", "/dev/null", f"http://localhost:{FLOWER_PORT}/healthcheck"],
-                    interval="30s", timeout="10s", retries=3, start_period="20s",
+                    interval="10s", timeout="5s", retries=3, start_period="20s",
                 ),
+                host=args.host,
             ),
-            # A published port cannot be held by two containers: old one goes first.
-            pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on),
-                                   delete_before_replace=args.publish),
+            # The provider replaces containers old-one-first (a published port and a
+            # name cannot be held twice). Stacks made before Flower's name was fixed
+            # know it as <env>-flower-<slot>: the same resource, replaced once.
+            pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on), aliases=[
+                pulumi.Alias(name=n.slot_container("flower", slot)) for slot in SLOT_NAMES]),
         )
-        self.register_outputs({"container": self.container.name})
+        self.register_outputs({"container": self.deployed.container.name})
+
+    @property
+    def container(self) -> docker.Container:
+        return self.deployed.container

@@ -30,7 +30,10 @@ from typing import Optional
 import pulumi
 import pulumi_docker as docker
 
-from components.host.containers import ContainerSpec, Healthcheck, data_volume, hardened_container, labelled_volume
+from components.host.containers import (
+    ContainerSpec, Deployed, Healthcheck, data_volume, hardened_container, labelled_volume,
+)
+from components.host.docker_host import DockerHost
 from components.data.minio import Minio
 from components.host.networks import labelled_network
 from components.backups.offsite import OffsiteTarget, stack_minio_url
@@ -122,6 +125,7 @@ class BackupsArgs:
     minio: Minio
     secrets: Secrets
     offsite: OffsiteTarget
+    host: DockerHost
 
 
 class Backups(pulumi.ComponentResource):
@@ -134,7 +138,7 @@ class Backups(pulumi.ComponentResource):
     # redis, qdrant, minio and offsite. Mount it read-only into node-exporter's
     # textfile collector.
     metrics_volume: docker.Volume
-    container: docker.Container
+    deployed: Deployed
 
     def __init__(self, name: str, args: BackupsArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("shia-chatbot:backup:Backups", name, None, opts)
@@ -161,7 +165,7 @@ class Backups(pulumi.ComponentResource):
             egress = labelled_network(n.network("backup-egress"), environment=n.env, opts=child)
             networks.append((egress.name, [NETWORK_ALIAS]))
 
-        self.container = hardened_container(
+        self.deployed = hardened_container(
             ContainerSpec(
                 name=self.container_name,
                 image=self.image.image_name,
@@ -177,20 +181,29 @@ class Backups(pulumi.ComponentResource):
                                                read_only=True),
                 ],
                 healthcheck=Healthcheck(test=["CMD-SHELL", "pgrep -x crond > /dev/null"]),
+                host=args.host,
             ),
             pulumi.ResourceOptions(parent=self, delete_before_replace=True, depends_on=[
-                *args.postgres.ready, args.redis.container, args.qdrant.container, args.minio.container,
+                *args.postgres.ready, *args.redis.ready, *args.qdrant.ready, *args.minio.ready,
                 args.minio.bucket_step, *args.offsite.ready,
             ]),
         )
         self.register_outputs({"container": self.container.name, "metricsVolume": self.metrics_volume.name,
                                "bucket": self.bucket})
 
+    @property
+    def container(self) -> docker.Container:
+        return self.deployed.container
+
+    @property
+    def ready(self) -> list[pulumi.Resource]:
+        return self.deployed.ready
+
     def pre_migration_command(self, slot: str) -> str:
         """Run on the Docker host before `slot`'s migration; exits 0 only once a
         Postgres backup has been written, read back in full and copied off-site,
         and prints the set's name (`<time>-pre-migration-<slot>`). Depend on
-        `container` when calling it."""
+        `ready` when calling it."""
         return f"docker exec {self.container_name} {BACKUP_COMMAND} postgres --reason pre-migration-{slot}"
 
     @staticmethod

@@ -10,7 +10,7 @@ import pulumi
 from components.host.containers import Healthcheck
 from components.data.service import DataService, DataServiceArgs, DataServiceSpec
 from components.secrets import secret_env
-from components.host.docker_host import DockerHost, in_container
+from components.host.docker_host import in_container
 
 BUCKET_PURPOSES = ("documents", "backups")
 
@@ -19,7 +19,6 @@ BUCKET_PURPOSES = ("documents", "backups")
 class MinioArgs(DataServiceArgs):
     root_user: pulumi.Input[str]
     root_password: pulumi.Input[str]
-    host: DockerHost
 
 
 class Minio(DataService):
@@ -53,7 +52,7 @@ class Minio(DataService):
             f"{self.container_name}-buckets",
             create=in_container(self.container_name, inner),
             triggers=[self.container.id],
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.container]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=self.deployed.ready),
         )
 
     def _outputs(self) -> dict:

@@ -8,10 +8,10 @@ from typing import Optional
 
 import pulumi
 
-from components.host.containers import Healthcheck
+from components.host.containers import MEMORY_LIMIT_MB, Healthcheck
 from components.data.service import DataService, DataServiceArgs, DataServiceSpec
 from components.secrets import secret_env
-from components.host.docker_host import DockerHost, in_container
+from components.host.docker_host import in_container
 
 SET_PASSWORD_SCRIPT = (Path(__file__).parent / "scripts" / "postgres-set-password.sh").read_text()
 
@@ -19,16 +19,12 @@ SET_PASSWORD_SCRIPT = (Path(__file__).parent / "scripts" / "postgres-set-passwor
 @dataclass(frozen=True, kw_only=True)
 class PostgresArgs(DataServiceArgs):
     password: pulumi.Input[str]
-    host: DockerHost
     max_connections: int = 200
 
 
 class Postgres(DataService):
     def __init__(self, name: str, args: PostgresArgs, opts: Optional[pulumi.ResourceOptions] = None):
         naming = args.naming
-        # shared_buffers at a quarter of the container's memory, the usual rule;
-        # the rest of the guide's tuning is left at postgres defaults until measured.
-        shared_buffers = max(32, args.memory_mb // 4)
         spec = DataServiceSpec(
             service="postgres",
             data_path="/var/lib/postgresql/data",
@@ -37,14 +33,23 @@ class Postgres(DataService):
                 f"POSTGRES_DB={naming.database}",
                 secret_env("POSTGRES_PASSWORD", args.password),
             ],
+            # shared_buffers at a quarter of the container's memory, the usual rule,
+            # read from the cgroup at start: a memory change is then an update in
+            # place (it takes effect at the next restart) instead of a new command
+            # line, which would replace the database. The rest of the guide's
+            # tuning is left at postgres defaults until measured. Through the
+            # image's entrypoint, which runs the server as postgres.
             command=[
-                "postgres",
-                "-c", f"max_connections={args.max_connections}",
-                "-c", f"shared_buffers={shared_buffers}MB",
-                "-c", "checkpoint_completion_target=0.9",
-                "-c", "random_page_cost=1.1",
+                "sh", "-c",
+                f"{MEMORY_LIMIT_MB} && exec docker-entrypoint.sh postgres"
+                f" -c max_connections={args.max_connections}"
+                ' -c shared_buffers="$((limit_mb / 4))MB"'
+                " -c checkpoint_completion_target=0.9 -c random_page_cost=1.1",
             ],
             healthcheck=Healthcheck(test=["CMD-SHELL", 'pg_isready -U "$POSTGRES_USER" -d "$POSTGRES_DB"']),
+            # The image applies POSTGRES_* only when it initialises an empty data
+            # directory; a rotated password is set by `<env>-postgres-set-password`.
+            env_read_at_init_only=True,
         )
         self.database = naming.database
         self.user = naming.database_user
@@ -58,10 +63,10 @@ class Postgres(DataService):
             create=in_container(self.container_name, SET_PASSWORD_SCRIPT, stdin=True),
             stdin=pulumi.Output.concat(args.password, "\n"),
             triggers=[args.password],
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.container]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=self.deployed.ready),
         )
 
     @property
     def ready(self) -> list[pulumi.Resource]:
-        """Depend on these to connect: the server is up and has the current password."""
-        return [self.container, self.password_step]
+        """Depend on these to connect: the server is up, healthy, and has the current password."""
+        return [*self.deployed.ready, self.password_step]

@@ -7,7 +7,8 @@ from typing import Optional
 
 import pulumi
 
-from components.host.containers import Healthcheck
+from components.host.containers import MEMORY_LIMIT_MB, Healthcheck
+from components.host.docker_host import in_container
 from components.data.service import DataService, DataServiceArgs, DataServiceSpec
 from components.secrets import secret_env
 
@@ -19,10 +20,12 @@ class RedisArgs(DataServiceArgs):
 
 class Redis(DataService):
     def __init__(self, name: str, args: RedisArgs, opts: Optional[pulumi.ResourceOptions] = None):
-        # maxmemory leaves the container a quarter for fork-on-save and buffers.
-        # noeviction, not the guide's allkeys-lru: Redis is the Celery broker, and
-        # evicting a queued task loses it silently; a full Redis errors instead.
-        maxmemory = args.memory_mb * 3 // 4
+        # maxmemory leaves the container a quarter for fork-on-save and buffers,
+        # read from the cgroup at start (and set live by `<env>-redis-maxmemory`
+        # when the memory changes), so a memory change updates the container in
+        # place. noeviction, not the guide's allkeys-lru: Redis is the Celery
+        # broker, and evicting a queued task loses it silently; a full Redis
+        # errors instead.
         spec = DataServiceSpec(
             service="redis",
             data_path="/data",
@@ -36,9 +39,22 @@ class Redis(DataService):
                 "sh", "-c",
                 # Through the image's entrypoint: given `redis-server` it drops
                 # from root to the redis user (a bare `sh -c` would not).
-                'exec docker-entrypoint.sh redis-server --appendonly yes --requirepass "$REDIS_PASSWORD" '
-                f"--maxmemory {maxmemory}mb --maxmemory-policy noeviction",
+                f"{MEMORY_LIMIT_MB} && exec docker-entrypoint.sh redis-server --appendonly yes "
+                '--requirepass "$REDIS_PASSWORD" --maxmemory "$((limit_mb * 3 / 4))mb" '
+                "--maxmemory-policy noeviction",
             ],
             healthcheck=Healthcheck(test=["CMD-SHELL", "redis-cli ping | grep -q PONG"]),
         )
+        self.memory_mb = args.memory_mb
         super().__init__("Redis", name, args, spec, opts)
+
+    def _extend(self, args: RedisArgs) -> None:
+        # A memory change updates the container in place; this sets the new
+        # maxmemory in the running server (a restart reads it from the cgroup).
+        self.maxmemory_step = args.host.command(
+            f"{self.container_name}-maxmemory",
+            create=in_container(self.container_name,
+                                f'{MEMORY_LIMIT_MB} && redis-cli CONFIG SET maxmemory "$((limit_mb * 3 / 4))mb"'),
+            triggers=[self.container.id, args.memory_mb],
+            opts=pulumi.ResourceOptions(parent=self, depends_on=self.deployed.ready),
+        )

@@ -9,7 +9,8 @@ from typing import Optional, Sequence
 import pulumi
 import pulumi_docker as docker
 
-from components.host.containers import ContainerSpec, Healthcheck, data_volume, hardened_container, pulled_image
+from components.host.containers import ContainerSpec, Deployed, Healthcheck, data_volume, hardened_container, pulled_image
+from components.host.docker_host import DockerHost
 from settings.naming import Naming
 
 
@@ -19,6 +20,7 @@ class DataServiceArgs:
     image: str
     memory_mb: int
     backend_network: pulumi.Input[str]
+    host: DockerHost
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -28,11 +30,15 @@ class DataServiceSpec:
     healthcheck: Healthcheck
     envs: Sequence[pulumi.Input[str]] = field(default_factory=list)
     command: Optional[Sequence[str]] = None
+    # Set when the image reads its environment only to initialise an empty data
+    # directory: a later change of it (a rotated password) must not replace the
+    # running service, and is applied by a step instead.
+    env_read_at_init_only: bool = False
 
 
 class DataService(pulumi.ComponentResource):
     volume: docker.Volume
-    container: docker.Container
+    deployed: Deployed
 
     def __init__(self, type_name: str, name: str, args: DataServiceArgs, spec: DataServiceSpec,
                  opts: Optional[pulumi.ResourceOptions] = None):
@@ -42,7 +48,7 @@ class DataService(pulumi.ComponentResource):
         self.volume = data_volume(naming.volume(spec.service), environment=naming.env,
                                   service=spec.service, parent=self)
         image = pulled_image(f"{self.container_name}-image", args.image, pulumi.ResourceOptions(parent=self))
-        self.container = hardened_container(
+        self.deployed = hardened_container(
             ContainerSpec(
                 name=self.container_name,
                 image=image.name,
@@ -54,13 +60,24 @@ class DataService(pulumi.ComponentResource):
                 command=spec.command,
                 envs=spec.envs,
                 volumes=[docker.ContainerVolumeArgs(volume_name=self.volume.name, container_path=spec.data_path)],
+                host=args.host,
             ),
             # Two containers must never share one data directory, and the name is
             # fixed: the old container goes before its replacement starts.
-            pulumi.ResourceOptions(parent=self, delete_before_replace=True),
+            pulumi.ResourceOptions(parent=self, delete_before_replace=True,
+                                   ignore_changes=["envs"] if spec.env_read_at_init_only else None),
         )
         self._extend(args)
         self.register_outputs(self._outputs())
+
+    @property
+    def container(self) -> docker.Container:
+        return self.deployed.container
+
+    @property
+    def ready(self) -> list[pulumi.Resource]:
+        """Depend on these to use the service: the container, healthy."""
+        return self.deployed.ready
 
     def _extend(self, args: DataServiceArgs) -> None:
         """Service-specific children made after the container (none by default)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shlex
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import pulumi
@@ -19,6 +20,17 @@ from pulumi_command import local, remote
 from components.secrets import registry_password, ssh_private_key
 from settings.load import ssh_parts
 from settings.model import RegistryConfig
+
+
+_COMPONENTS = Path(__file__).resolve().parents[1]
+
+
+def host_script(path: str, **params: object) -> str:
+    """A script from a component's scripts/ folder (`concern/scripts/name`, or a name in
+    host/scripts), with its parameters set as shell variables above its text."""
+    file = _COMPONENTS / path if "/" in path else _COMPONENTS / "host" / "scripts" / path
+    header = "".join(f"{key}={shlex.quote(str(value))}\n" for key, value in params.items())
+    return header + file.read_text()
 
 
 def in_container(container: str, script: str, *, stdin: bool = False, env: Optional[dict[str, str]] = None) -> str:
@@ -67,13 +79,16 @@ class DockerHost(pulumi.ComponentResource):
         name: str,
         *,
         create: pulumi.Input[str],
+        update: Optional[pulumi.Input[str]] = None,
         stdin: Optional[pulumi.Input[str]] = None,
         triggers: Optional[Sequence[Any]] = None,
         opts: pulumi.ResourceOptions,
     ) -> pulumi.CustomResource:
         """A step run on the Docker host; `opts` must carry the owning component as parent.
 
-        It runs again when, and only when, `create`, `stdin` or `triggers` change.
+        pulumi-command runs `create` again when `triggers` change (a replacement),
+        and on any other change of its inputs (`create`, `stdin`, the connection)
+        runs `update`, or `create` again when there is no `update`.
         """
         if self.is_remote:
             parts = ssh_parts(self.docker_host)
@@ -84,6 +99,7 @@ class DockerHost(pulumi.ComponentResource):
                     host_key=self.host_key, private_key=ssh_private_key(),
                 ),
                 create=create,
+                update=update,
                 stdin=stdin,
                 triggers=list(triggers) if triggers else None,
                 opts=opts,
@@ -91,6 +107,7 @@ class DockerHost(pulumi.ComponentResource):
         return local.Command(
             name,
             create=create,
+            update=update,
             stdin=stdin,
             environment={"DOCKER_HOST": self.docker_host},
             interpreter=["/bin/sh", "-c"],

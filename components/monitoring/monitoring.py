@@ -26,7 +26,9 @@ import pulumi_docker as docker
 
 from components.monitoring import alertmanager as am
 from components.monitoring import prometheus as mc
-from components.host.containers import ContainerSpec, Healthcheck, hardened_container, labelled_volume, pulled_image
+from components.host.containers import (
+    ContainerSpec, Deployed, Healthcheck, hardened_container, labelled_volume, pulled_image,
+)
 from components.host.docker_host import DockerHost, in_container
 from components.monitoring.rules import MEMORY_METRICS, RulesSpec, backup_stale_after
 from components.host.networks import labelled_network
@@ -96,20 +98,20 @@ class Monitoring(pulumi.ComponentResource):
         return pulumi.ResourceOptions(parent=self, **kw)
 
     def _container(self, service: str, *, networks: Optional[list] = None,
-                   depends_on: Sequence[pulumi.Resource] = (), **spec) -> docker.Container:
+                   depends_on: Sequence[pulumi.Resource] = (), **spec) -> Deployed:
         """A hardened container named and labelled for `service`, on the backend network."""
         n = self._args.naming
         name = n.container(service)
         image = pulled_image(f"{name}-image", getattr(self._args.images, service.replace("-", "_")), self._child())
-        container = hardened_container(
+        deployed = hardened_container(
             ContainerSpec(name=name, image=image.name, environment=n.env, service=service,
-                          memory_mb=self._args.memory_mb[service],
+                          memory_mb=self._args.memory_mb[service], host=self._args.host,
                           networks=networks or [(self._args.backend_network, [service])], **spec),
             # Fixed names: the old container goes before its replacement starts.
             self._child(delete_before_replace=True, depends_on=list(depends_on)),
         )
         self.container_names.append(name)
-        return container
+        return deployed
 
     def _volume(self, name: str, service: str) -> docker.Volume:
         # Not protected, and so not named `_data`: metrics history and silences are
@@ -191,7 +193,7 @@ class Monitoring(pulumi.ComponentResource):
 
     # -- Prometheus ----------------------------------------------------------
 
-    def _prometheus(self, alerting: bool) -> docker.Container:
+    def _prometheus(self, alerting: bool) -> Deployed:
         n, a = self._args.naming, self._args
         config_path = f"{mc.CONFIG_DIR}/{mc.CONFIG_FILE}"
         uploads = [
@@ -219,7 +221,7 @@ class Monitoring(pulumi.ComponentResource):
         return RulesSpec(environment=a.naming.env, memory_limit_mb={job: a.memory_mb[job] for job in MEMORY_METRICS},
                          backup_stale_after=stale_after)
 
-    def _targets(self, prometheus: docker.Container) -> None:
+    def _targets(self, prometheus: Deployed) -> None:
         """One step per targets file, into the running Prometheus: written aside, then
         renamed, so Prometheus never reads half a file. No reload: file_sd sees it."""
         n, a = self._args.naming, self._args
@@ -231,6 +233,6 @@ class Monitoring(pulumi.ComponentResource):
                 create=in_container(n.container("prometheus"), script, stdin=True),
                 stdin=content,
                 # Again on a new container: its filesystem starts without targets.
-                triggers=[prometheus.id],
-                opts=self._child(depends_on=[prometheus, *a.scrape_after]),
+                triggers=[prometheus.container.id],
+                opts=self._child(depends_on=[*prometheus.ready, *a.scrape_after]),
             )

@@ -1,9 +1,12 @@
-"""Nginx, the one container that publishes ports, and its config step.
+"""Nginx, the one container that publishes ports, and the two steps that drive it.
 
-The config is not an input of the container: it lives on a volume and is
-written into the running nginx by a separate step (check, then graceful
-reload). So changing the upstream never replaces the container, whose
-published ports could not be handed over without a gap.
+Neither the config nor the active slot is an input of the container: both live
+on the config volume. `<env>-router-config` installs the rendered config
+(check, graceful reload, wait until served) when the settings change;
+`<env>-router-switch` writes the active slot, which nginx reads per request,
+so a switch reloads nothing and replaces nothing. The container, whose
+published ports could not be handed over without a gap, is replaced only when
+its own inputs change (its image, ports, TLS mounts).
 """
 
 from __future__ import annotations
@@ -14,14 +17,20 @@ from typing import Optional, Sequence
 import pulumi
 import pulumi_docker as docker
 
-from components.host.containers import ContainerSpec, Healthcheck, hardened_container, pulled_image
+from components.host.containers import ContainerSpec, Deployed, Healthcheck, hardened_container, pulled_image
 from components.host.docker_host import DockerHost, in_container
-from components.router.nginx_config import APPLY_SCRIPT, CONF_PATH, WORKER_SHUTDOWN_TIMEOUT, RouterSpec, digest
+from components.router.nginx_config import (
+    APPLY_SCRIPT, CONF_DIR, NJS_MODULE, SLOT_FILE, STATUS_URL, SWITCH_SCRIPT, WORKER_SHUTDOWN_TIMEOUT, RouterSpec,
+    digest,
+)
 from settings.model import TlsConfig
 from settings.naming import Naming
 
 HTTP_PORT = 80
 HTTPS_PORT = 443
+LOAD_NJS = f"load_module {NJS_MODULE};"
+# SIGQUIT (the image's stop signal) lets workers finish, up to worker_shutdown_timeout.
+STOP_TIMEOUT = 70
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -31,20 +40,20 @@ class RouterArgs:
     image: str
     memory_mb: int
     spec: RouterSpec
+    # The slot to serve.
+    active_slot: str
     published_http_port: int
     published_https_port: Optional[int]
     tls: TlsConfig
     frontend_network: pulumi.Input[str]
     # The switch waits for these: the target slot's smoke check.
     switch_after: Sequence[pulumi.Resource] = ()
-    # The active slot's replicas: nginx resolves upstream names only when it
-    # loads its config, so a recreated replica (new address) needs a reload.
-    upstream_containers: Sequence[docker.Container] = ()
 
 
 class Router(pulumi.ComponentResource):
-    container: docker.Container
+    deployed: Deployed
     config_step: pulumi.CustomResource
+    switch_step: pulumi.CustomResource
 
     def __init__(self, name: str, args: RouterArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("shia-chatbot:router:Router", name, None, opts)
@@ -52,7 +61,7 @@ class Router(pulumi.ComponentResource):
         self.container_name = n.container("nginx")
         conf_volume = docker.Volume(n.config_volume("nginx"), name=n.config_volume("nginx"),
                                     opts=pulumi.ResourceOptions(parent=self))
-        volumes = [docker.ContainerVolumeArgs(volume_name=conf_volume.name, container_path="/etc/nginx/conf.d")]
+        volumes = [docker.ContainerVolumeArgs(volume_name=conf_volume.name, container_path=CONF_DIR)]
         ports = [docker.ContainerPortArgs(internal=HTTP_PORT, external=args.published_http_port)]
         if args.published_https_port:
             ports.append(docker.ContainerPortArgs(internal=HTTPS_PORT, external=args.published_https_port))
@@ -64,28 +73,42 @@ class Router(pulumi.ComponentResource):
                                            container_path="/var/www/certbot", read_only=True),
             ]
         image = pulled_image(f"{self.container_name}-image", args.image, pulumi.ResourceOptions(parent=self))
-        self.container = hardened_container(
+        self.deployed = hardened_container(
             ContainerSpec(
                 name=self.container_name,
                 image=image.name,
                 environment=n.env,
                 service="nginx",
                 memory_mb=args.memory_mb,
-                command=["nginx", "-g", f"daemon off; worker_shutdown_timeout {WORKER_SHUTDOWN_TIMEOUT};"],
+                command=["nginx", "-g", f"{LOAD_NJS} daemon off; worker_shutdown_timeout {WORKER_SHUTDOWN_TIMEOUT};"],
                 networks=[(args.frontend_network, ["nginx"])],
                 ports=ports,
                 volumes=volumes,
                 healthcheck=Healthcheck(test=["CMD-SHELL", 'kill -0 "$(cat /var/run/nginx.pid)"']),
+                stop_timeout=STOP_TIMEOUT,
+                host=args.host,
             ),
             pulumi.ResourceOptions(parent=self, delete_before_replace=True),
         )
-        self.rendered = args.spec.render()
+        self.config_digest = args.spec.config_digest
+        bundle = args.spec.bundle()
         self.config_step = args.host.command(
             f"{n.env}-router-config",
-            create=in_container(self.container_name, APPLY_SCRIPT, stdin=True, env={"ROUTER_CONF": CONF_PATH}),
-            stdin=self.rendered,
-            triggers=[digest(self.rendered), self.container.id, *(c.id for c in args.upstream_containers)],
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.container, *args.switch_after]),
+            create=in_container(self.container_name, APPLY_SCRIPT, stdin=True, env={
+                "ROUTER_DIR": CONF_DIR, "NGINX_GLOBALS": LOAD_NJS, "STATUS_URL": STATUS_URL,
+                "EXPECT": args.spec.config_digest}),
+            stdin=bundle,
+            # Again on a new container: it starts with whatever the volume holds.
+            triggers=[digest(bundle), self.deployed.container.id],
+            opts=pulumi.ResourceOptions(parent=self, depends_on=self.deployed.ready),
         )
-        self.register_outputs({"container": self.container.name, "activeSlot": args.spec.slot,
-                               "configSha256": digest(self.rendered)})
+        self.switch_step = args.host.command(
+            f"{n.env}-router-switch",
+            create=in_container(self.container_name, SWITCH_SCRIPT, stdin=True, env={
+                "SLOT_FILE": f"{CONF_DIR}/{SLOT_FILE}", "STATUS_URL": STATUS_URL}),
+            stdin=f"{args.active_slot}\n",
+            triggers=[self.deployed.container.id],
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.config_step, *args.switch_after]),
+        )
+        self.register_outputs({"container": self.deployed.container.name, "activeSlot": args.active_slot,
+                               "configSha256": self.config_digest})

@@ -88,7 +88,7 @@ def rate_limit_ceiling(c: Check, args: ResourceValidationArgs, report: ReportVio
     ceilings = {"RATE_LIMIT_PER_MINUTE": c.settings["maxPerMinute"],
                 "RATE_LIMIT_PER_HOUR": c.settings["maxPerHour"]}
     if RouterConfig.is_router_step(args.resource_type, args.name):
-        _check_router_rate(RouterConfig(args.props.get("stdin") or ""), ceilings["RATE_LIMIT_PER_MINUTE"], report)
+        _check_router_rate(RouterConfig.from_bundle(args.props.get("stdin") or ""), ceilings["RATE_LIMIT_PER_MINUTE"], report)
         return
     container = _app_container(args, services=("app",))
     if container is None:

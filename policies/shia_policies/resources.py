@@ -10,7 +10,11 @@ it needs is still unknown, raises that error (Env.settle does).
 
 from __future__ import annotations
 
+import base64
+import binascii
+import io
 import re
+import tarfile
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Iterable, Mapping, Optional, Sequence
@@ -31,6 +35,8 @@ LABEL_PREFIX = "org.shia-chatbot"
 APP_SERVICES = ("app", "worker", "flower")
 DATA_SERVICES = ("postgres", "redis", "qdrant", "minio")
 ROUTER_CONFIG_SUFFIX = "-router-config"
+ROUTER_SWITCH_SUFFIX = "-router-switch"
+SLOT_NAMES = ("blue", "green")
 
 
 def known_items(seq: Optional[Sequence[Any]]) -> tuple[list[Any], Optional[UnknownValueError]]:
@@ -149,25 +155,35 @@ def containers(resources: Iterable[Any]) -> list[tuple[Any, Container]]:
 
 
 class RouterConfig:
-    """The rendered nginx config the router step writes (the command's stdin)."""
+    """The nginx config the router config step installs. Its stdin is a base64
+    tar of the router's files (components/router/nginx_config.py `bundle`);
+    `text` is its default.conf."""
 
     def __init__(self, text: str):
         self.text = text
+
+    @classmethod
+    def from_bundle(cls, stdin: str) -> "RouterConfig":
+        """The default.conf in a step's stdin; empty when there is none to read."""
+        try:
+            with tarfile.open(fileobj=io.BytesIO(base64.b64decode(stdin, validate=False))) as tar:
+                member = tar.extractfile("default.conf")
+                return cls(member.read().decode() if member else "")
+        except (binascii.Error, tarfile.TarError, KeyError, ValueError):
+            return cls("")
 
     @staticmethod
     def is_router_step(resource_type: str, name: str) -> bool:
         return resource_type in COMMANDS and name.endswith(ROUTER_CONFIG_SUFFIX)
 
-    @cached_property
-    def active_slots(self) -> list[str]:
-        return re.findall(r"#\s*Active slot:\s*([A-Za-z0-9_-]+)", self.text)
+    @staticmethod
+    def is_switch_step(resource_type: str, name: str) -> bool:
+        return resource_type in COMMANDS and name.endswith(ROUTER_SWITCH_SUFFIX)
 
     @cached_property
-    def upstream_servers(self) -> list[str]:
-        servers: list[str] = []
-        for block in re.findall(r"\bupstream\s+\S+\s*\{(.*?)\}", self.text, re.S):
-            servers += re.findall(r"^\s*server\s+([^\s;]+)", block, re.M)
-        return servers
+    def proxied_names(self) -> list[str]:
+        """The host part of every proxy_pass (`app-$app_slot`)."""
+        return re.findall(r"^\s*proxy_pass\s+https?://([^:/;\s]+)", self.text, re.M)
 
     @cached_property
     def server_blocks(self) -> list[str]:

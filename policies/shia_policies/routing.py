@@ -1,7 +1,8 @@
 """The router: HTTPS in prod, and blue/green traffic on exactly one slot.
 
-Both read the nginx config the router step writes (its stdin) next to the
-containers it points at, so they are stack policies.
+Both read the nginx config the router config step installs (its stdin, a
+bundle of the router's files) and the slot the switch step writes (its stdin)
+next to the containers they route to, so they are stack policies.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import re
 
 from pulumi_policy import ReportViolation, Severity, StackValidationArgs
 
-from shia_policies.resources import RouterConfig, containers, known_items, listens
+from shia_policies.resources import SLOT_NAMES, RouterConfig, containers, known_items, listens
 from shia_policies.spec import ADVISORY, DISABLED, MANDATORY, Check, Levels, Rule, Threshold
 
 HTTP_PORT, HTTPS_PORT = 80, 443
@@ -21,13 +22,22 @@ def _router_steps(args: StackValidationArgs):
     return [r for r in args.resources if RouterConfig.is_router_step(r.resource_type, r.name)]
 
 
+def _switch_steps(args: StackValidationArgs):
+    return [r for r in args.resources if RouterConfig.is_switch_step(r.resource_type, r.name)]
+
+
+def _aliases(container) -> set[str]:
+    return {alias for network in known_items(container.props.get("networksAdvanced"))[0]
+            for alias in (network.get("aliases") or [])}
+
+
 def router_tls(c: Check, args: StackValidationArgs, report: ReportViolation) -> None:
     steps = _router_steps(args)
     if not steps:
         report("no router config step (`<env>-router-config`) in the stack.")
     nginx = [(r, ct) for r, ct in containers(args.resources) if ct.service == "nginx"]
     for step in steps:
-        config = RouterConfig(step.props.get("stdin") or "")
+        config = RouterConfig.from_bundle(step.props.get("stdin") or "")
         tls_blocks = [b for b in config.server_blocks
                       if any(port == HTTPS_PORT and "ssl" in flags.split() for port, flags in listens(b))]
         if not tls_blocks:
@@ -58,38 +68,43 @@ def _check_certificates_mounted(certificates, resource, container, report: Repor
 
 
 def blue_green_slots(c: Check, args: StackValidationArgs, report: ReportViolation) -> None:
-    steps = _router_steps(args)
-    if len(steps) != 1:
-        report(f"{len(steps)} router config steps: exactly one router decides the active slot.")
-        if not steps:
+    steps, switches = _router_steps(args), _switch_steps(args)
+    if len(steps) != 1 or len(switches) != 1:
+        report(f"{len(steps)} router config steps and {len(switches)} switch steps: exactly one router "
+               "decides the active slot.")
+        if not steps or not switches:
             return
-    step = steps[0]
-    config = RouterConfig(step.props.get("stdin") or "")
-    if len(config.active_slots) != 1:
-        report(f"the router config names {len(config.active_slots)} active slots "
-               f"({', '.join(config.active_slots) or 'none'}); it must name exactly one.", step.urn)
+    step, switch = steps[0], switches[0]
+    active = (switch.props.get("stdin") or "").strip()
+    if active not in SLOT_NAMES:
+        report(f"the switch step names {active!r}; it must name one slot ({', '.join(SLOT_NAMES)}).", switch.urn)
         return
-    active = config.active_slots[0]
+    # nginx finds the slot's replicas by DNS: `app-<slot>`, the alias every replica carries.
+    config = RouterConfig.from_bundle(step.props.get("stdin") or "")
+    if config.proxied_names != ["app-$app_slot"]:
+        report(f"the router proxies to {', '.join(config.proxied_names) or 'nothing'}; it must proxy to the "
+               "active slot's name only (app-$app_slot).", step.urn)
     everything = containers(args.resources)
+    for resource, container in everything:
+        for alias in _aliases(container):
+            slot = alias.removeprefix("app-")
+            if alias.startswith("app-") and slot in SLOT_NAMES and container.slot != slot:
+                report(f"{container.name} answers to {alias} but is on slot {container.slot!r}: the router "
+                       f"would send {slot}'s traffic to it.", resource.urn)
     apps = [(r, ct) for r, ct in everything if ct.service == "app"]
-    active_apps = {ct.name: ct for _, ct in apps if ct.slot == active}
+    active_apps = {ct.name: ct for _, ct in apps if ct.slot == active and f"app-{active}" in _aliases(ct)}
     if not active_apps:
         deployed = sorted({ct.slot or "<no slot label>" for _, ct in apps})
-        report(f"active slot {active!r} has no app containers (deployed slots: {', '.join(deployed) or 'none'}).",
-               step.urn)
+        report(f"active slot {active!r} has no app containers answering app-{active} "
+               f"(deployed slots: {', '.join(deployed) or 'none'}).", switch.urn)
         return
-    if not config.upstream_servers:
-        report("the router's upstream lists no server.", step.urn)
-    for server in config.upstream_servers:
-        if server.rsplit(":", 1)[0] not in active_apps:
-            report(f"upstream server {server} is not an app container of the active slot {active!r}.", step.urn)
     minimum = c.settings["minActiveReplicas"]
     if len(active_apps) < minimum:
         report(f"the active slot {active!r} has {len(active_apps)} replica(s); {c.env} needs at least {minimum}.",
-               step.urn)
+               switch.urn)
     images = {ct.image for ct in active_apps.values()}
     if len(images) > 1:
-        report(f"the active slot's replicas run different images: {', '.join(sorted(images))}.", step.urn)
+        report(f"the active slot's replicas run different images: {', '.join(sorted(images))}.", switch.urn)
     for resource, container in everything:
         if container.service not in ("worker", "flower"):
             continue
@@ -116,8 +131,9 @@ RULES = [
     Rule(
         name="blue-green-slots",
         concern="routing",
-        description="Exactly one active slot: the router's upstream points only at app containers of that "
-                    "slot, which has enough replicas (2 in prod), and worker and Flower run its image.",
+        description="Exactly one active slot: the router sends traffic only to the name that slot's app "
+                    "containers answer to, no other container answers to it, the slot has enough replicas "
+                    "(2 in prod), and worker and Flower run its image.",
         remediation="Release by setting the idle slot's image, then switch activeSlot; keep "
                     "slots.<active>.replicas >= 2 in prod. Worker and Flower follow activeSlot.",
         severity=Severity.HIGH,

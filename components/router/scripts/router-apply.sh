@@ -1,20 +1,52 @@
-# Install a new router config read from stdin, check it, and reload gracefully.
-# Runs inside the nginx container (the program wraps it in `docker exec`); the
-# live-nginx tests run this same file against a local nginx.
-#   ROUTER_CONF  the config file nginx includes (default below)
-#   NGINX        the nginx command, with any -p/-c flags (default: nginx)
-# A config that `nginx -t` refuses is taken back out, and the running nginx is
-# never told to reload: it keeps serving the old one.
+# Install the router's files (a base64 tar on stdin: default.conf, router.js),
+# check them with `nginx -t`, reload gracefully, and return only once nginx
+# serves the new config. Runs inside the nginx container (the program wraps it
+# in `docker exec`); the real-nginx tests run this same file against a lab nginx.
+#   ROUTER_DIR  where the files go (default /etc/nginx/conf.d)
+#   NGINX       the nginx command, with any -p/-c/-e flags (default: nginx)
+#   NGINX_GLOBALS  main-context directives the running nginx was started with
+#               (`-g`: loading njs), so that `nginx -t` reads the files alike
+#   STATUS_URL  the loopback status server the config itself defines
+#   EXPECT      the config digest it must report once the reload is done
+# Files `nginx -t` refuses are taken back out, and the running nginx is never
+# told to reload: it keeps serving the old ones.
 set -eu
-conf="${ROUTER_CONF:-/etc/nginx/conf.d/default.conf}"
+dir="${ROUTER_DIR:-/etc/nginx/conf.d}"
 nginx_cmd="${NGINX:-nginx}"
-cat > "$conf.next"
-if [ -f "$conf" ]; then cp "$conf" "$conf.prev"; fi
-mv "$conf.next" "$conf"
-if ! $nginx_cmd -t -q; then
-    if [ -f "$conf.prev" ]; then mv "$conf.prev" "$conf"; else rm -f "$conf"; fi
+new="$dir/.next" old="$dir/.prev"
+rm -rf "$new" "$old"
+mkdir -p "$new" "$old"
+base64 -d | tar -x -C "$new"
+# Without IPv6 in this network namespace a `listen [::]` fails; drop those
+# lines, as the official image's 10-listen-on-ipv6-by-default.sh decides.
+if [ ! -f /proc/net/if_inet6 ]; then
+    sed -i '/# ipv6$/d' "$new"/*.conf
+fi
+names=""
+for file in "$new"/*; do
+    name=$(basename "$file")
+    names="$names $name"
+    if [ -f "$dir/$name" ]; then cp "$dir/$name" "$old/$name"; fi
+    mv "$file" "$dir/$name"
+done
+if ! $nginx_cmd ${NGINX_GLOBALS:+-g "$NGINX_GLOBALS"} -t -q; then
+    for name in $names; do
+        if [ -f "$old/$name" ]; then mv "$old/$name" "$dir/$name"; else rm -f "$dir/$name"; fi
+    done
     echo "router: new config refused by nginx -t; the old one is still serving" >&2
     exit 1
 fi
 $nginx_cmd -s reload
-echo "router: config applied and nginx reloaded"
+# `nginx -s reload` returns once the signal is sent, before the new workers
+# serve: wait until the status server answers with the new digest.
+attempts=100
+until wget -q -O - "$STATUS_URL" 2>/dev/null | grep -q "config=$EXPECT "; do
+    attempts=$((attempts - 1))
+    if [ "$attempts" -le 0 ]; then
+        echo "router: nginx reloaded but does not serve config $EXPECT after 10 s" >&2
+        exit 1
+    fi
+    sleep 0.1
+done
+rm -rf "$new" "$old"
+echo "router: config $EXPECT applied and served"
