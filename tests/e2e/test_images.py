@@ -15,6 +15,7 @@ run's label and is removed at the end.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -29,8 +30,10 @@ from docker_lab import Health, Lab, docker, docker_available, env_file, host_env
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGES_DIR = Path(__file__).resolve().parent / "images"
-sys.path.insert(0, str(IMAGES_DIR))
-import build  # noqa: E402  (tests/e2e/images/build.py: the image names and hashes)
+# tests/e2e/images/build.py (image names and hashes), under a name no installed package has.
+_spec = importlib.util.spec_from_file_location("e2e_images_build", IMAGES_DIR / "build.py")
+build = sys.modules[_spec.name] = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(build)
 
 PLAN = build.plan_images()
 APP_1_0 = f"{build.APP_REPOSITORY}:1.0.0"
