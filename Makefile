@@ -20,7 +20,7 @@ export PULUMI_BACKEND_URL ?= $(DEV_BACKEND_URL)
 endif
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test dev-up up preview policy docs bench release-config release switch-config switch rollback backup restore promote
+.PHONY: help setup test e2e images dev-up up preview policy docs bench release-config release switch-config switch rollback backup restore promote
 
 help: ## List every target with one line each
 	@awk 'BEGIN {FS = ":[^#]*## "} /^[a-z][a-z0-9-]*:.*## / {printf "  %-15s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -35,6 +35,12 @@ setup: $(VENV)/.installed ## Create venv/ from requirements.txt (the other targe
 
 test: setup ## Run every test (mocks and real tools); the command CI runs
 	$(PY) -m pytest -q tests
+
+images: ## Build the local images the real-engine tests run (cached by content; needs Docker, mmdebstrap)
+	python3 tests/e2e/images/build.py
+
+e2e: setup images ## The real-engine tests: the plan applied to this machine's Docker daemon
+	$(PY) -m pytest -q tests/e2e
 
 dev-up: ## Deploy the dev stack to this machine's Docker engine (needs PULUMI_CONFIG_PASSPHRASE)
 	@$(PREREQUISITES) dev-up

@@ -59,7 +59,7 @@ data_services = [*postgres.ready, *redis.ready, *qdrant.ready, *minio.ready]
 
 # Scheduled and pre-migration backups of all four, copied off-site (S3 or dev's MinIO).
 backups = Backups(naming.container("backup"), BackupsArgs(
-    naming=naming, config=cfg.backups, postgres_image=cfg.images.postgres, minio_image=cfg.images.minio,
+    naming=naming, config=cfg.backups, base_image=cfg.images.backup_base, minio_image=cfg.images.minio,
     memory_mb=cfg.memory_mb["backup"], backend_network=networks.backend.name,
     postgres=postgres, redis=redis, qdrant=qdrant, minio=minio, secrets=secrets,
     offsite=offsite_target(cfg, naming, secrets), host=host), on_host)

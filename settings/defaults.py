@@ -36,6 +36,10 @@ IMAGES: dict[str, str] = {
     # The -alpine variant: the default one is FROM scratch, with no shell for a healthcheck.
     "redisExporter": "oliver006/redis_exporter:v1.66.0-alpine",
     "nodeExporter": "prom/node-exporter:v1.8.2",
+    # The backup job's base (components/backups/image): Debian with Redis's own
+    # tools, whose RDB format must match the server's, so the same version as
+    # `redis` (the Alpine build's binaries need musl).
+    "backupBase": "redis:7.2.6-bookworm",
 }
 
 # Memory limits in MiB per container. The app's 2 GiB matches the guide's

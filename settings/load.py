@@ -277,6 +277,12 @@ def _check_relations(cfg: StackConfig, stack: str, secrets: Collection[str] = ()
             f"{budget} possible connections (replicas x uvicornWorkers {cfg.uvicorn_workers} x "
             f"(app.dbPoolSize + app.dbMaxOverflow), plus the worker and jobs); raise it or lower those"
         )
+    redis_version, tools_version = _redis_version(cfg.images.redis), _redis_version(cfg.images.backup_base)
+    if redis_version and tools_version and redis_version != tools_version:
+        problems.append(
+            f"{_key('images.backupBase')} = {json.dumps(cfg.images.backup_base)}: must carry Redis "
+            f"{redis_version}, the version of {_key('images.redis')}: the backup's redis-check-rdb and "
+            "redis-server read the live server's RDB format")
     if cfg.monitoring.alert_email and cfg.smtp is None:
         problems.append(
             f"{_key('monitoring.alertEmail')} = {json.dumps(cfg.monitoring.alert_email)}: e-mail alerts "
@@ -296,6 +302,15 @@ def _check_relations(cfg: StackConfig, stack: str, secrets: Collection[str] = ()
             f"{_key('registryPassword')} is set without {_key('registry')}: set registry.server and "
             "registry.username too, or remove the password")
     return problems + _environment_rules(cfg)
+
+
+_REDIS_TAG = re.compile(r"(?:^|/)redis:(\d+\.\d+\.\d+)(?:-[\w.-]+)?$")
+
+
+def _redis_version(image: str) -> Optional[str]:
+    """The Redis version in an official image's tag (`redis:7.2.6-alpine` -> 7.2.6), if it has one."""
+    match = _REDIS_TAG.search(image)
+    return match[1] if match else None
 
 
 def parse(raw: dict[str, Any], stack: str, *, secrets: Collection[str] = ()) -> StackConfig:

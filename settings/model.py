@@ -97,6 +97,7 @@ class ImagesConfig(_Model):
     postgres_exporter: Image
     redis_exporter: Image
     node_exporter: Image
+    backup_base: Image
 
 
 class BackupsConfig(_Model):

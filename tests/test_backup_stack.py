@@ -77,11 +77,11 @@ def test_crontabs_per_schedule():
 
 
 @pytest.mark.parametrize("name", harness.STACKS)
-def test_the_image_is_built_from_the_repo_over_the_pinned_postgres_image(name):
+def test_the_image_is_built_from_the_repo_over_the_pinned_redis_tools_image(name):
     run = stack(name)
     (image,) = [r for r in run.of_type("docker:index/image:Image") if r.name == f"{name}-backup-image"]
     build = image.plain("build")
-    assert build["args"] == {"POSTGRES_IMAGE": IMAGES["postgres"], "MINIO_IMAGE": IMAGES["minio"]}
+    assert build["args"] == {"BASE_IMAGE": IMAGES["backupBase"], "MINIO_IMAGE": IMAGES["minio"]}
     assert build["context"] == BUILD_CONTEXT and (ROOT / build["dockerfile"]).is_file()
     assert re.fullmatch(r"shia-chatbot-backup:[0-9a-f]{16}", image.plain("imageName"))
     assert backup_container(name).plain("image") == image.plain("imageName")

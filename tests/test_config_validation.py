@@ -60,6 +60,11 @@ CASES = {
         with_(smtp={"host": "smtp.example.org", "user": "u", "fromEmail": "a@example.org", "xyz": 1}),
         ["shia-chatbot:smtp.xyz is not a known setting; allowed keys: fromEmail, host, port, user"],
     ),
+    "a backup base of another Redis version": (
+        with_(images={"backupBase": "redis:7.0.15-bookworm"}),
+        ['shia-chatbot:images.backupBase = "redis:7.0.15-bookworm": must carry Redis 7.2.6, the version of '
+         "shia-chatbot:images.redis"],
+    ),
     "a number as the stack file wrote it": (
         with_(hostCpus="0"),
         ["shia-chatbot:hostCpus = 0: Input should be greater than or equal to 1"],

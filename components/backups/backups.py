@@ -11,8 +11,9 @@ container is still there for on-demand and pre-migration backups.
 
 The scripts it runs (image/bin, image/lib) are POSIX sh driven by environment
 variables, and the tests run the same files against real PostgreSQL and Redis.
-Its image is built on the Docker host from image/Dockerfile over the
-stack's pinned PostgreSQL image, so pg_dump always matches the server.
+Its image is built on the Docker host from image/Dockerfile over the official
+Redis image of the stack's Redis version (Debian variant), with the PostgreSQL
+client of the server's major version.
 
 Networks: the internal backend network to reach the data services; when the
 off-site copy is in AWS, also a network of its own with egress (backend has
@@ -115,7 +116,7 @@ def image_tag(build_args: dict[str, str]) -> str:
 class BackupsArgs:
     naming: Naming
     config: BackupsConfig
-    postgres_image: str
+    base_image: str  # images.backupBase: the Redis tools of the server's version
     minio_image: str
     memory_mb: int
     backend_network: pulumi.Input[str]
@@ -147,7 +148,7 @@ class Backups(pulumi.ComponentResource):
         self.container_name = n.container("backup")
         self.bucket = args.offsite.bucket
 
-        build_args = {"POSTGRES_IMAGE": args.postgres_image, "MINIO_IMAGE": args.minio_image}
+        build_args = {"BASE_IMAGE": args.base_image, "MINIO_IMAGE": args.minio_image}
         self.image = docker.Image(
             f"{self.container_name}-image",
             image_name=f"shia-chatbot-backup:{image_tag(build_args)}",

@@ -89,6 +89,9 @@ def images() -> list[Image]:
     names = plan_images()
     out = [Image("debian-base", "debian-base", BASE_TAG, base=None)]
     out += [Image(folder, folder, names[key]) for folder, key in STAND_INS.items()]
+    # The backup image's base: the redis stand-in, Redis tools at the official Debian image's paths.
+    out.append(Image("redis-bookworm", "redis-bookworm", names["backupBase"], base="redis",
+                     args={"REDIS_IMAGE": names["redis"]}))
     out += [Image(f"app-{v}", "app", f"{APP_REPOSITORY}:{v}", args={"APP_VERSION": v}) for v in APP_VERSIONS]
     return out
 
