@@ -68,8 +68,9 @@ docs: setup ## Regenerate docs/configuration.md's reference and docs/operations.
 	$(PY) -m settings.reference --write docs/configuration.md
 	cd tests && PYTHONPATH=..:../tools ../$(PY) -m engine.operations --write ../docs/operations.md
 
-bench: setup ## Time a full evaluation of the prod program under the SDK's mocks
+bench: setup ## Time the prod program under the mocks; count kept-alive requests lost to switches and reloads
 	$(PY) bench/evaluate.py
+	$(PY) bench/router_keepalive.py
 
 # Blue/green (docs/blue-green.md). The *-config targets only write
 # Pulumi.<stack>.yaml (CI commits that first).
