@@ -48,3 +48,23 @@ def test_every_component_folder_is_a_documented_package():
         assert init.exists(), f"{folder.name}/ has no __init__.py"
         assert ast.get_docstring(ast.parse(init.read_text())), f"{folder.name}/__init__.py says nothing"
         assert f"{folder.name}/" in ast.get_docstring(ast.parse((ROOT / "components" / "__init__.py").read_text()))
+
+
+PRODUCT = [ROOT / "__main__.py", *python_files("components"), *python_files("settings"), *python_files("policies")]
+
+
+@pytest.mark.parametrize("path", PRODUCT, ids=lambda p: str(p.relative_to(ROOT)))
+def test_product_code_uses_no_private_pulumi_api(path):
+    """Private SDK names (`pulumi.runtime.sync_await._sync_await` was one) change without notice."""
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0].startswith("pulumi"):
+            assert not any(alias.name.startswith("_") for alias in node.names), (node.module, path)
+            assert not any(part.startswith("_") for part in node.module.split(".")), (node.module, path)
+
+
+def test_dependency_floors_have_the_features_the_program_uses():
+    requirements = (ROOT / "requirements.txt").read_text()
+    # components/host/docker_host.py passes connection.host_key, added in pulumi-command 1.1.
+    assert "pulumi-command>=1.1," in requirements
+    assert "host_key=" in (ROOT / "components" / "host" / "docker_host.py").read_text()

@@ -85,3 +85,32 @@ def test_the_guard_reads_what_the_program_exports():
     assert again.error is None
     refused = harness.run("prod", config("blue", V3, V2), previous_outputs={k: run.outputs[k] for k in ("activeSlot", "slots")})
     assert isinstance(refused.error, ConfigError)
+
+
+def test_a_failed_release_or_switch_is_not_recorded_as_done():
+    """The engine keeps the outputs a failed update registered (pulumi/pulumi#15754);
+    the two the guard reads resolve only once the step that makes them true succeeded."""
+    released = config("blue", V1, V2)
+    failed_release = harness.run("prod", released, previous_outputs=deployed("blue", V1), failing={"prod-app-green-smoke"})
+    assert failed_release.error is not None
+    assert "slots" not in failed_release.outputs and failed_release.outputs["activeSlot"] == "blue"
+    failed_switch = harness.run("prod", config("green", V1, V2), previous_outputs=deployed("blue", V1, V2),
+                                failing={"prod-router-switch"})
+    assert failed_switch.error is not None
+    assert "activeSlot" not in failed_switch.outputs
+    assert failed_switch.outputs["slots"]["green"]["image"] == V2
+    # And when the steps succeed, both are recorded.
+    done = harness.run("prod", config("green", V1, V2), previous_outputs=deployed("blue", V1, V2))
+    assert done.outputs["activeSlot"] == "green" and done.outputs["slots"]["green"]["image"] == V2
+
+
+def test_the_guard_reads_this_stacks_outputs_by_its_bare_name(monkeypatch):
+    """`organization/project/stack` is refused by a DIY backend in its legacy layout."""
+    import pulumi
+    from settings import release_guard
+    calls = []
+    monkeypatch.setattr(pulumi.runtime, "invoke", lambda token, args: calls.append((token, args)) or
+                        type("Result", (), {"value": {"outputs": {}}})())
+    monkeypatch.setattr(pulumi, "get_stack", lambda: "prod-eu")
+    assert release_guard.previous_deployment() is None
+    assert calls == [("pulumi:pulumi:readStackOutputs", {"name": "prod-eu"})]

@@ -212,3 +212,15 @@ def test_outputs(run):
     assert run.outputs["url"] == {"dev": "http://localhost:8080"}.get(env, f"https://{cfg.get('domain')}")
     assert run.outputs["containers"]["postgres"] == f"{env}-postgres"
     assert run.outputs["slots"]["blue"]["image"] == cfg["slots"]["blue"]["image"]
+
+
+def test_every_container_has_a_health_step_its_dependents_wait_for(run):
+    """The provider waits for health at the first create only: the step re-checks it
+    whenever the container is new, and fails the `up` until it is healthy."""
+    for name, container in run.containers().items():
+        step = run.named(f"{name}-healthy")
+        assert f"NAME={name}" in step.plain("create") and "State.Health.Status" in step.plain("create")
+        assert step.plain("triggers") == [container.id], name
+    for replica in (n for n in run.containers() if "-app-" in n):
+        smoke = run.named(f"{run.stack}-app-blue-smoke")
+        assert any(d.endswith(f"::{replica}-healthy") for d in smoke.dependencies), replica

@@ -65,11 +65,14 @@ def mock_password(name: str, length: int, keepers: Any) -> str:
 
 
 class _Mocks(pulumi.runtime.Mocks):
-    def __init__(self, preview: bool, previous_outputs: Optional[dict[str, Any]]):
+    def __init__(self, preview: bool, previous_outputs: Optional[dict[str, Any]], failing: frozenset[str]):
         self.preview = preview
         self.previous_outputs = previous_outputs or {}
+        self.failing = failing
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
+        if args.name in self.failing:
+            raise RuntimeError(f"{args.name}: {ASKED_FAILURE}")
         state = dict(args.inputs)
         if args.typ == "random:index/randomPassword:RandomPassword" and not self.preview:
             state["result"] = mock_password(args.name, int(args.inputs["length"]), args.inputs.get("keepers"))
@@ -219,6 +222,7 @@ def run(
     previous_outputs: Optional[dict[str, Any]] = None,
     encrypted: Iterable[str] = (),
     other_config: Optional[Mapping[str, Any]] = None,
+    failing: Iterable[str] = (),
 ) -> Run:
     """Evaluate __main__.py for `stack` with `config` (defaults to the committed file,
     with its encrypted and other namespaces' keys).
@@ -229,6 +233,9 @@ def run(
     secret to the program, their value unknown (what the gate makes of `secure:`).
     other_config: other namespaces' keys (`aws:region`) -> value, which the program ignores.
     previous_outputs: the stack outputs of the last deployment (None: a new stack).
+    failing: names of resources whose create fails, as a failed step's does in `up`;
+    Run.outputs then holds only the outputs that resolved anyway (what the engine
+    keeps of a failed update: pulumi/pulumi#15754).
     A program error is returned in Run.error, with whatever was registered before it;
     a stack the CLI would refuse to start raises StackFileError.
     """
@@ -238,7 +245,7 @@ def run(
     encrypted = frozenset(encrypted)
     config = apply_project_config(stack, config, encrypted, ROOT)
     secret_config = secret_config or {}
-    mocks = _Mocks(preview, previous_outputs)
+    mocks = _Mocks(preview, previous_outputs, frozenset(failing))
     monitor = _Recorder(mocks)
     runtime_settings.ROOT.set(None)  # a fresh Stack resource per run
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor)
@@ -255,6 +262,7 @@ def run(
 
     @pulumi.runtime.test
     def program():
+        asyncio.get_event_loop().set_exception_handler(_quiet_asked_failures)
         runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")
         root = runtime_settings.get_root_resource()
         exported = getattr(root, "outputs", {}) or {}
@@ -263,13 +271,17 @@ def run(
         async def secret_names():
             return {n for n in names if isinstance(exported[n], pulumi.Output) and await exported[n].is_secret()}
 
-        def keep(values):
-            outputs.update(zip(names, values[:-1]))
-            secret_outputs.update(values[-1])
+        async def collect():
+            # One at a time: an output that depends on a failed resource never
+            # resolves, and the others must still be kept.
+            for name in names:
+                try:
+                    outputs[name] = await pulumi.Output.from_input(exported[name]).future(with_unknowns=True)
+                except Exception:  # noqa: BLE001 - a failed resource's output
+                    continue
+            secret_outputs.update(await secret_names())
 
-        return pulumi.Output.all(*[exported[n] for n in names], asyncio.ensure_future(secret_names())).apply(
-            keep, run_with_unknowns=True
-        )
+        return pulumi.Output.from_input(asyncio.ensure_future(collect()))
 
     try:
         with _undecrypted(encrypted):
@@ -278,6 +290,16 @@ def run(
         error = exc
     return Run(stack=stack, resources=[_registered(r, i) for r, i in zip(monitor.requests, monitor.ids)], outputs=outputs,
                secret_outputs=secret_outputs, error=error)
+
+
+ASKED_FAILURE = "failed (as the test asked)"
+
+
+def _quiet_asked_failures(loop: asyncio.AbstractEventLoop, context: dict) -> None:
+    """A resource failed on purpose (`failing`) leaves futures nobody awaits; asyncio
+    would log every one of them. Anything else is logged as usual."""
+    if ASKED_FAILURE not in str(context.get("exception", "")):
+        loop.default_exception_handler(context)
 
 
 def _registered(request: Any, id_: str) -> Registered:
