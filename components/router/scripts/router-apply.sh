@@ -36,7 +36,9 @@ if ! $nginx_cmd ${NGINX_GLOBALS:+-g "$NGINX_GLOBALS"} -t -q; then
     echo "router: new config refused by nginx -t; the old one is still serving" >&2
     exit 1
 fi
-$nginx_cmd -s reload
+# `nginx -s` parses the whole config before it signals (to find the pid file):
+# it needs the same globals, or njs's directives are unknown to it.
+$nginx_cmd ${NGINX_GLOBALS:+-g "$NGINX_GLOBALS"} -s reload
 # `nginx -s reload` returns once the signal is sent, before the new workers
 # serve: wait until the status server answers with the new digest.
 attempts=100
