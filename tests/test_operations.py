@@ -100,3 +100,27 @@ def test_the_docs_table_is_the_derived_one():
     text = (harness.ROOT / "docs" / "operations.md").read_text()
     begin, end = text.index(operations.BEGIN), text.index(operations.END)
     assert text[begin + len(operations.BEGIN):end].strip() == operations.render(), "run: make docs"
+
+
+@pytest.mark.parametrize("stack", harness.STACKS)
+def test_an_up_from_nothing_creates_every_resource_after_what_it_depends_on(stack):
+    """The first `up` of a new stack, which the real-engine scenarios apply (tests/e2e)."""
+    run = operations.State(stack, harness.stack_config(stack)).run()
+    steps = plan.derive(plan.nothing(stack), run)
+    assert {s.kind for s in steps} == {"create"}
+    assert sorted(s.resource.urn for s in steps) == sorted(u for u, r in plan.resources(run).items() if r.custom)
+    position = {s.resource.urn: i for i, s in enumerate(steps)}
+    for step in steps:
+        assert all(position[d] < position[step.resource.urn] for d in step.resource.dependencies if d in position)
+    assert plan.clashes(plan.nothing(stack), steps) == []
+
+
+def test_destroy_deletes_dependants_first_and_refuses_protected_prod_data():
+    run = operations.State("dev", harness.stack_config("dev")).run()
+    steps = plan.derive(run, plan.nothing("dev"))
+    assert {s.kind for s in steps} == {"delete"}
+    position = {s.resource.urn: i for i, s in enumerate(steps)}
+    for step in steps:
+        assert all(position[d] > position[step.resource.urn] for d in step.resource.dependencies if d in position)
+    with pytest.raises(plan.ProtectedChange):
+        plan.derive(operations.State("prod", harness.stack_config("prod")).run(), plan.nothing("prod"))

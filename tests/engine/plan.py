@@ -2,6 +2,7 @@
 
     steps = derive(before, after)            # harness.Run, harness.Run
     state = applied(before)                  # what the providers recorded
+    steps = derive(nothing("dev"), run)      # the first `up` of a new stack
 
 What the engine does (pulumi/pulumi pkg/resource/deploy/step_generator.go):
 - a URN only in the new plan is created; only in the old one, deleted at the
@@ -140,6 +141,13 @@ def _canonical(value: Any) -> Any:
     if isinstance(value, list):
         return [_canonical(v) for v in value]
     return value
+
+
+def nothing(stack: str) -> harness.Run:
+    """A stack with no resources: `derive(nothing(s), run)` is the first `up` of a
+    new stack (every resource created), `derive(run, nothing(s))` its `destroy`
+    (every resource deleted, dependants first; protected ones refused)."""
+    return harness.Run(stack=stack, resources=[], outputs={})
 
 
 def applied(run: harness.Run, host: rules.Host = rules.Host()) -> dict[str, dict[str, Any]]:
