@@ -35,6 +35,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import sys
 import threading
 import time
@@ -871,6 +872,9 @@ def main(argv: list[str]) -> int:
           f"Data: {folders[0]}; root user {ROOT_USER}", flush=True)
     if ROOT_USER == "minioadmin":
         print("WARNING: Detected default credentials 'minioadmin:minioadmin'", flush=True)
+    # The real server stops on SIGTERM (docker stop); a Python PID 1 without a
+    # handler ignores it and is SIGKILLed after the grace.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     server.serve_forever()
     return 0
 

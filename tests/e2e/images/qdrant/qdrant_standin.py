@@ -23,6 +23,8 @@ import math
 import os
 import re
 import shutil
+import sys
+import signal
 import tarfile
 import threading
 import time
@@ -588,6 +590,9 @@ def main() -> None:
     print(f"qdrant stand-in {VERSION} listening on 0.0.0.0:{PORT}; "
           f"{len(COLLECTIONS)} collection(s) loaded from {STORAGE}; "
           f"api-key {'required' if API_KEY or READ_ONLY_KEY else 'not set'}", flush=True)
+    # The real server stops on SIGTERM (docker stop); a Python PID 1 without a
+    # handler ignores it and is SIGKILLed after the grace.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     server.serve_forever()
 
 
