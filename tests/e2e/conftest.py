@@ -1,0 +1,45 @@
+"""The real-engine tests' measurements: every figure a scenario records with the
+`measure` fixture is printed at the end of the run (pytest's terminal summary,
+so it shows with -q too) and written to tests/e2e/results/measurements.json."""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from pathlib import Path
+
+import pytest
+
+RESULTS = Path(__file__).resolve().parent / "results"
+_MEASURED: dict[str, dict] = {}
+
+
+class Measurements:
+    def __init__(self, request):
+        self._request = request
+
+    def __call__(self, name: str, value, unit: str = "s", note: str = "") -> None:
+        value = round(value, 3) if isinstance(value, float) else value
+        _MEASURED[name] = {"value": value, "unit": unit, "note": note, "test": self._request.node.nodeid}
+        self._request.node.user_properties.append((name, value))
+
+
+@pytest.fixture
+def measure(request) -> Measurements:
+    return Measurements(request)
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not _MEASURED:
+        return
+    terminalreporter.section("real-engine measurements")
+    for name, entry in _MEASURED.items():
+        note = f"  ({entry['note']})" if entry["note"] else ""
+        terminalreporter.write_line(f"{name:<58} {entry['value']!s:>10} {entry['unit']}{note}")
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / "measurements.json"
+    path.write_text(json.dumps({"at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                                "machine": {"cpus": __import__("os").cpu_count(), "python": platform.python_version()},
+                                "measurements": _MEASURED}, indent=2) + "\n")
+    terminalreporter.write_line(f"written to {path}")
