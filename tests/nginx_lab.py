@@ -197,7 +197,8 @@ class Nginx:
     def apply(self, spec: RouterSpec) -> subprocess.CompletedProcess:
         """Install a spec's files exactly as the program does: the same script, the bundle on stdin."""
         return self._script(APPLY_SCRIPT, spec.bundle(), ROUTER_DIR=str(self.conf_dir), NGINX=self.command,
-                            STATUS_URL=self.status_url, EXPECT=spec.config_digest)
+                            STATUS_URL=self.status_url, EXPECT=spec.config_digest,
+                            NGINX_PID_FILE=str(self.prefix / "nginx.pid"))
 
     def switch(self, slot: str) -> subprocess.CompletedProcess:
         """Make `slot` the served one as the program does: router-switch.sh, the slot on stdin."""
