@@ -1,6 +1,7 @@
 """The real-engine tests' measurements: every figure a scenario records with the
 `measure` fixture is printed at the end of the run (pytest's terminal summary,
-so it shows with -q too) and written to tests/e2e/results/measurements.json."""
+so it shows with -q too) and written to tests/e2e/results/measurements.json,
+beside the run's apply log (apply.log) and load records (load-*.jsonl)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,12 @@ class Measurements:
 @pytest.fixture
 def measure(request) -> Measurements:
     return Measurements(request)
+
+
+def pytest_sessionstart(session):
+    # This run's apply log and load records only.
+    for stale in [*RESULTS.glob("load-*.jsonl"), RESULTS / "apply.log", RESULTS / "measurements.json"]:
+        stale.unlink(missing_ok=True)
 
 
 def pytest_terminal_summary(terminalreporter):

@@ -104,7 +104,7 @@ def sweep(env: str) -> None:
     for kind in ("networks", "volumes"):
         for name in owned(env)[kind]:
             docker(kind[:-1], "rm", name, check=False)
-    if owned(env)["networks"]:
+    if owned(env)["networks"] and daemon_restartable():
         restart_docker_daemon()  # what reconciles a lost endpoint count
         for name in owned(env)["networks"]:
             docker("network", "rm", name, check=False)
@@ -688,6 +688,12 @@ def _dockerd() -> Optional[tuple[int, list[str]]]:
     return None
 
 
+def daemon_restartable() -> bool:
+    """A daemon systemd manages is not one to kill and start by hand; CI's (and
+    these machines', facts file) is started by hand, without systemd."""
+    return not Path("/run/systemd/system").exists() or bool(os.environ.get("E2E_RESTART_DOCKERD"))
+
+
 def restart_docker_daemon() -> float:
     """As a host reboot does to the daemon: dockerd stopped (SIGTERM: it stops the
     containers), then started again with the same command line. Returns when `docker
@@ -711,6 +717,8 @@ def _address(name: str, network: str) -> Optional[str]:
 
 def test_host_restart_the_stack_serves_again_and_every_slot_keeps_its_own_traffic(prod, measure):
     prod.require()
+    if not daemon_restartable():
+        pytest.skip("systemd runs dockerd here: set E2E_RESTART_DOCKERD=1 to let the test restart it by hand")
     live = prod.config["activeSlot"]
     assert set(prod.config["slots"]) == {"blue", "green"}, "needs both slots deployed"
     other = "green" if live == "blue" else "blue"
