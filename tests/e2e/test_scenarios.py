@@ -438,6 +438,11 @@ def test_prod_up_from_nothing_serves_https_with_every_container_healthy(prod, me
     assert headers["strict-transport-security"].startswith("max-age=")
     status, headers, _ = request(80, "/chat?q=1", host=domain)
     assert status == 301 and headers["location"] == f"https://{domain}/chat?q=1"
+    # The backup job's schedule is installed, and crond runs it.
+    crontab = docker("exec", "prod-backup", "cat", "/etc/crontabs/root").stdout
+    assert "30 * * * * /opt/shia-backup/bin/backup postgres --reason hourly" in crontab, crontab
+    assert "0 2 * * * /opt/shia-backup/bin/backup all --reason daily" in crontab, crontab
+    assert docker("exec", "prod-backup", "pgrep", "-x", "crond", check=False).returncode == 0
     # Both slots released their image: each migrated, and green only after blue.
     assert applied.named("prod-app-green-migrate").started >= applied.named("prod-app-blue-migrate").ended
 
