@@ -19,6 +19,7 @@ from components.monitoring.monitoring import Monitoring, MonitoringArgs
 from components.monitoring.prometheus import ScrapeTargets
 from components.host.networks import Networks, NetworksArgs
 from components.backups.offsite import offsite_target
+from components.backups.pgbackrest import PgBackRest, PgBackRestArgs
 from components.data.postgres import Postgres, PostgresArgs
 from components.data.qdrant import Qdrant, QdrantArgs
 from components.data.redis import Redis, RedisArgs
@@ -47,8 +48,12 @@ def data_args(service: str) -> dict:
                 backend_network=networks.backend.name, host=host)
 
 
+offsite = offsite_target(cfg, naming, secrets)
+# PostgreSQL archives its WAL into pgBackRest's repositories from its first start.
+pgbackrest = PgBackRest(naming.resource("pgbackrest"), PgBackRestArgs(
+    naming=naming, config=cfg.backups, offsite=offsite, database_user=naming.database_user), on_host)
 postgres = Postgres(naming.container("postgres"), PostgresArgs(
-    **data_args("postgres"), password=secrets["postgresPassword"],
+    **data_args("postgres"), password=secrets["postgresPassword"], archive=pgbackrest,
     max_connections=cfg.postgres_max_connections), on_host)
 redis = Redis(naming.container("redis"), RedisArgs(**data_args("redis"), password=secrets["redisPassword"]), on_host)
 qdrant = Qdrant(naming.container("qdrant"), QdrantArgs(**data_args("qdrant"), api_key=secrets["qdrantApiKey"]), on_host)
@@ -60,9 +65,9 @@ data_services = [*postgres.ready, *redis.ready, *qdrant.ready, *minio.ready]
 # Scheduled and pre-migration backups of all four, copied off-site (S3 or dev's MinIO).
 backups = Backups(naming.container("backup"), BackupsArgs(
     naming=naming, config=cfg.backups, base_image=cfg.images.backup_base, minio_image=cfg.images.minio,
-    memory_mb=cfg.memory_mb["backup"], backend_network=networks.backend.name,
-    postgres=postgres, redis=redis, qdrant=qdrant, minio=minio, secrets=secrets,
-    offsite=offsite_target(cfg, naming, secrets), host=host), on_host)
+    redis_image=cfg.images.redis, memory_mb=cfg.memory_mb["backup"], backend_network=networks.backend.name,
+    postgres=postgres, pgbackrest=pgbackrest, redis=redis, qdrant=qdrant, minio=minio, secrets=secrets,
+    offsite=offsite, host=host), on_host)
 
 app_envs = AppEnvironment(cfg=cfg, naming=naming, secrets=secrets).envs()
 

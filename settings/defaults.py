@@ -23,7 +23,10 @@ from typing import Any
 # Pinned images shared by every environment. The guide's `qdrant/qdrant:latest`
 # is what this fixes: every stack runs exactly these until a reviewed change.
 IMAGES: dict[str, str] = {
-    "postgres": "postgres:15.10-alpine",
+    # The Alpine release is pinned with the image: pgBackRest comes from that
+    # release's packages here and in the backup image (backupBase), and both
+    # ends of one repository must run the same pgBackRest version.
+    "postgres": "postgres:15.10-alpine3.20",
     "redis": "redis:7.2.6-alpine",
     "qdrant": "qdrant/qdrant:v1.12.4",
     "minio": "minio/minio:RELEASE.2024-10-13T13-34-11Z",
@@ -36,10 +39,9 @@ IMAGES: dict[str, str] = {
     # The -alpine variant: the default one is FROM scratch, with no shell for a healthcheck.
     "redisExporter": "oliver006/redis_exporter:v1.66.0-alpine",
     "nodeExporter": "prom/node-exporter:v1.8.2",
-    # The backup job's base (components/backups/image): Debian with Redis's own
-    # tools, whose RDB format must match the server's, so the same version as
-    # `redis` (the Alpine build's binaries need musl).
-    "backupBase": "redis:7.2.6-bookworm",
+    # The backup job's base (components/backups/image): the Alpine release of
+    # `postgres`, for the same pgBackRest (settings.load checks the two agree).
+    "backupBase": "alpine:3.20.3",
 }
 
 # Memory limits in MiB per container. The app's 2 GiB matches the guide's

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ValidationError
 from settings import values
 from settings.defaults import defaults_for, deep_merge
 from settings.model import Environment, StackConfig
-from settings.secret_names import GENERATED, SECRET_KEYS
+from settings.secret_names import GENERATED, NOT_ROTATED, ROTATABLE, SECRET_KEYS
 
 PROJECT = "shia-chatbot"
 
@@ -277,21 +277,26 @@ def _check_relations(cfg: StackConfig, stack: str, secrets: Collection[str] = ()
             f"{budget} possible connections (replicas x uvicornWorkers {cfg.uvicorn_workers} x "
             f"(app.dbPoolSize + app.dbMaxOverflow), plus the worker and jobs); raise it or lower those"
         )
-    redis_version, tools_version = _redis_version(cfg.images.redis), _redis_version(cfg.images.backup_base)
-    if redis_version and tools_version and redis_version != tools_version:
+    postgres_release, backup_release = _distribution(cfg.images.postgres), _distribution(cfg.images.backup_base)
+    if postgres_release != backup_release:
         problems.append(
-            f"{_key('images.backupBase')} = {json.dumps(cfg.images.backup_base)}: must carry Redis "
-            f"{redis_version}, the version of {_key('images.redis')}: the backup's redis-check-rdb and "
-            "redis-server read the live server's RDB format")
+            f"{_key('images.backupBase')} = {json.dumps(cfg.images.backup_base)}: must be the distribution release "
+            f"of {_key('images.postgres')} = {json.dumps(cfg.images.postgres)} "
+            f"({_release_name(postgres_release)}, e.g. {_base_for(postgres_release)}): both install pgBackRest from "
+            "it, and the two ends of one repository must run the same pgBackRest version")
     if cfg.monitoring.alert_email and cfg.smtp is None:
         problems.append(
             f"{_key('monitoring.alertEmail')} = {json.dumps(cfg.monitoring.alert_email)}: e-mail alerts "
             f"are sent through {_key('smtp')}; set smtp.host, smtp.user and smtp.fromEmail"
         )
     for name in cfg.rotation:
-        if name not in GENERATED:
+        if name in NOT_ROTATED:
             problems.append(
-                f"{_key('rotation.' + name)}: unknown secret; allowed: {', '.join(sorted(GENERATED))}"
+                f"{_key('rotation.' + name)}: {name} is not rotated by the stack (a new value would lock the backup "
+                f"job out of its repositories); see docs/secrets.md; rotatable: {', '.join(sorted(ROTATABLE))}")
+        elif name not in GENERATED:
+            problems.append(
+                f"{_key('rotation.' + name)}: unknown secret; allowed: {', '.join(sorted(ROTATABLE))}"
             )
     if cfg.registry is not None and "registryPassword" not in secrets:
         problems.append(
@@ -304,13 +309,31 @@ def _check_relations(cfg: StackConfig, stack: str, secrets: Collection[str] = ()
     return problems + _environment_rules(cfg)
 
 
-_REDIS_TAG = re.compile(r"(?:^|/)redis:(\d+\.\d+\.\d+)(?:-[\w.-]+)?$")
+# A tag's distribution release: `...-alpine3.20`, `alpine:3.20.3`; `...-bookworm`, `debian:bookworm-slim`.
+_ALPINE_TAG = re.compile(r"(?:^alpine:|-alpine)(\d+\.\d+)(?:\.\d+)?(?:$|-)")
+_DEBIAN_TAG = re.compile(r"(?:^debian:|-)(bookworm|bullseye|trixie)(?:$|-)")
 
 
-def _redis_version(image: str) -> Optional[str]:
-    """The Redis version in an official image's tag (`redis:7.2.6-alpine` -> 7.2.6), if it has one."""
-    match = _REDIS_TAG.search(image)
-    return match[1] if match else None
+def _distribution(image: str) -> Optional[tuple[str, str]]:
+    """The distribution release an image's tag names: `postgres:15.10-alpine3.20` and
+    `alpine:3.20.3` -> ("alpine", "3.20"); `postgres:15.10-bookworm` and
+    `debian:bookworm-slim` -> ("debian", "bookworm"); None when the tag does not say."""
+    tag = image.rsplit("/", 1)[-1]
+    match = _ALPINE_TAG.search(tag)
+    if match:
+        return ("alpine", match[1])
+    match = _DEBIAN_TAG.search(tag)
+    return ("debian", match[1]) if match else None
+
+
+def _release_name(release: Optional[tuple[str, str]]) -> str:
+    return f"{release[0]} {release[1]}" if release else "a release its tag does not name; pin one"
+
+
+def _base_for(release: Optional[tuple[str, str]]) -> str:
+    if release is None:
+        return "postgres:15.10-alpine3.20 with alpine:3.20.3"
+    return f"alpine:{release[1]}.<patch>" if release[0] == "alpine" else f"debian:{release[1]}-slim"
 
 
 def parse(raw: dict[str, Any], stack: str, *, secrets: Collection[str] = ()) -> StackConfig:

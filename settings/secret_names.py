@@ -17,7 +17,14 @@ GENERATED: dict[str, int] = {
     "minioRootUser": 20,
     "minioRootPassword": 40,
     "flowerPassword": 32,
+    "resticPassword": 64,
 }
+
+# Generated but not rotated by `rotation.<name>`: the key of restic's
+# repositories, which a new value would lock the backup job out of (restic
+# keeps its own key list: docs/secrets.md says how to change it by hand).
+NOT_ROTATED: tuple[str, ...] = ("resticPassword",)
+ROTATABLE: tuple[str, ...] = tuple(name for name in GENERATED if name not in NOT_ROTATED)
 
 # Set by an operator with `pulumi config set --secret`: config key -> the app's
 # environment variable.

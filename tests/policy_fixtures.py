@@ -180,7 +180,8 @@ def _app_networks(slot: str, index: int) -> list[dict[str, Any]]:
 
 
 HOURLY_AND_DAILY = ("30 * * * * /opt/shia-backup/bin/backup postgres --reason hourly\n"
-                    "0 2 * * * /opt/shia-backup/bin/backup all --reason daily\n")
+                    "0 2 * * * /opt/shia-backup/bin/backup all --reason daily\n"
+                    "* * * * * sh /opt/shia-backup/lib/postgres.sh metrics\n")
 
 
 def _bucket_part(type_: str, suffix: str, props: dict[str, Any]) -> Res:
@@ -200,7 +201,7 @@ def compliant_plan() -> dict[str, Res]:
         Res("docker:index/volume:Volume", f"{ENV}_postgres_data",
             {"name": f"{ENV}_postgres_data", "labels": _labels("postgres")}, protect=True),
         Res("docker:index/remoteImage:RemoteImage", f"{ENV}-app-blue-image", {"name": APP_IMAGE, "keepLocally": True}),
-        container(f"{ENV}-postgres", "postgres", "postgres:15.10-alpine", [
+        container(f"{ENV}-postgres", "postgres", "shia-chatbot-postgres:0123456789abcdef", [
             f"POSTGRES_USER={ENV}_shia_chatbot", f"POSTGRES_DB={ENV}_shia_chatbot",
             secret(f"POSTGRES_PASSWORD={generated()}")],
             volumes=[{"volumeName": f"{ENV}_postgres_data", "containerPath": "/var/lib/postgresql/data"}]),
@@ -249,8 +250,8 @@ def compliant_plan() -> dict[str, Res]:
                      {flag: True for flag in ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls",
                                               "restrictPublicBuckets")}),
         _bucket_part("aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration", "lifecycle",
-                     {"rules": [{"id": "expire", "status": "Enabled", "expiration": {"days": 30.0},
-                                 "noncurrentVersionExpiration": {"noncurrentDays": 7.0}}]}),
+                     {"rules": [{"id": "backstop", "status": "Enabled", "expiration": {"expiredObjectDeleteMarker": True},
+                                 "noncurrentVersionExpiration": {"noncurrentDays": 120.0}}]}),
     ]
     return {r.name: r for r in resources}
 

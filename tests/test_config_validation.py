@@ -60,10 +60,20 @@ CASES = {
         with_(smtp={"host": "smtp.example.org", "user": "u", "fromEmail": "a@example.org", "xyz": 1}),
         ["shia-chatbot:smtp.xyz is not a known setting; allowed keys: fromEmail, host, port, user"],
     ),
-    "a backup base of another Redis version": (
-        with_(images={"backupBase": "redis:7.0.15-bookworm"}),
-        ['shia-chatbot:images.backupBase = "redis:7.0.15-bookworm": must carry Redis 7.2.6, the version of '
-         "shia-chatbot:images.redis"],
+    # pgBackRest comes from the images' distribution release, at both ends of one repository.
+    "a backup base of another Alpine release than PostgreSQL's": (
+        with_(images={"backupBase": "alpine:3.21.0"}),
+        ['shia-chatbot:images.backupBase = "alpine:3.21.0": must be the distribution release of '
+         'shia-chatbot:images.postgres = "postgres:15.10-alpine3.20" (alpine 3.20, e.g. alpine:3.20.<patch>)'],
+    ),
+    "a PostgreSQL image whose tag names no release": (
+        with_(images={"postgres": "postgres:15.10-alpine"}),
+        ['shia-chatbot:images.backupBase = "alpine:3.20.3": must be the distribution release of '
+         'shia-chatbot:images.postgres = "postgres:15.10-alpine" (a release its tag does not name; pin one'],
+    ),
+    "a restic key that the stack cannot rotate": (
+        with_(rotation={"resticPassword": 1}),
+        ["shia-chatbot:rotation.resticPassword: resticPassword is not rotated by the stack"],
     ),
     "a number as the stack file wrote it": (
         with_(hostCpus="0"),

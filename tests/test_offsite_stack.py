@@ -1,5 +1,5 @@
 """The off-site bucket and its IAM user under the Pulumi mocks: in stage and prod,
-with every protection the issue asks for; in dev, none (dev copies into MinIO)."""
+with every protection the issues ask for; in dev, none (dev copies into MinIO)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from functools import lru_cache
 import pytest
 
 import harness
-from components.backups.offsite import BUCKET_ACTIONS, OBJECT_ACTIONS
+from components.backups.offsite import BACKSTOP_DAYS, BUCKET_ACTIONS, OBJECT_ACTIONS
 from settings.defaults import defaults_for
 from settings.load import ConfigError, parse
 
@@ -34,8 +34,9 @@ def bucket_name(name: str) -> str:
 
 def test_dev_makes_no_aws_resource():
     assert [r.type for r in stack("dev").resources if r.type.startswith(("aws:", "pulumi:providers:aws"))] == []
-    mc_host = {harness.unwrap(e).split("=", 1)[0]: e for e in stack("dev").containers()["dev-backup"].inputs["envs"]}
-    assert harness.unwrap(mc_host["MC_HOST_offsite"]).endswith("@minio:9000")
+    entries = {harness.unwrap(e).split("=", 1)[0]: e for e in stack("dev").containers()["dev-backup"].inputs["envs"]}
+    assert harness.unwrap(entries["RESTIC_OFFSITE_REPOSITORY"]) == "RESTIC_OFFSITE_REPOSITORY=s3:http://minio:9000/dev-backups/restic"
+    assert harness.is_secret(entries["AWS_ACCESS_KEY_ID"]) and harness.is_secret(entries["AWS_SECRET_ACCESS_KEY"])
 
 
 @pytest.mark.parametrize("name", S3_STACKS)
@@ -71,26 +72,34 @@ def test_bucket_policy_refuses_every_request_without_tls(name):
 
 
 @pytest.mark.parametrize("name", S3_STACKS)
-def test_lifecycle_expires_sets_after_the_retention(name):
+def test_lifecycle_is_a_backstop_that_never_expires_a_current_backup(name):
     days = defaults_for(name)["backups"]["retentionDays"]
-    rules = {r["filter"]["prefix"]: r for r in one(name, "BucketLifecycleConfiguration").plain("rules")}
-    assert rules["sets/"]["expiration"] == {"days": days} and rules["sets/"]["status"] == "Enabled"
-    assert rules["minio/"]["noncurrentVersionExpiration"] == {"noncurrentDays": days}
-    # An overwritten set stays recoverable for the whole retention.
-    assert rules["sets/"]["noncurrentVersionExpiration"] == {"noncurrentDays": days}
-    assert all(r["abortIncompleteMultipartUpload"] == {"daysAfterInitiation": 1} for r in rules.values())
+    (rule,) = one(name, "BucketLifecycleConfiguration").plain("rules")
+    assert rule["status"] == "Enabled" and rule["filter"] == {"prefix": ""}
+    # If the job stops, its last copies stay: nothing current expires.
+    assert rule["expiration"] == {"expiredObjectDeleteMarker": True}
+    # What the tools delete (or a stolen key deletes) stays recoverable for the backstop.
+    assert rule["noncurrentVersionExpiration"] == {"noncurrentDays": days + BACKSTOP_DAYS}
+    assert rule["abortIncompleteMultipartUpload"] == {"daysAfterInitiation": 1}
 
 
 @pytest.mark.parametrize("name", S3_STACKS)
-def test_the_job_user_may_only_add_and_read_backups_in_this_bucket(name):
+def test_the_job_user_may_only_keep_its_two_repositories_in_this_bucket(name):
     user = one(name, "iam/user:User")
     policy = one(name, "iam/userPolicy:UserPolicy")
     assert policy.plain("user") == user.plain("name") == f"shia-chatbot-{name}-backup"
     arn = f"arn:aws:s3:::{bucket_name(name)}"
-    granted = {(action, s["Resource"]) for s in json.loads(policy.plain("policy"))["Statement"]
-               for action in s["Action"] if s["Effect"] == "Allow"}
-    assert granted == {(a, arn) for a in BUCKET_ACTIONS} | {(a, f"{arn}/*") for a in OBJECT_ACTIONS}
-    assert not any(action.startswith("s3:Delete") or "*" in action for action, _ in granted)
+    granted = {(action, s["Resource"] if isinstance(s["Resource"], str) else tuple(s["Resource"]))
+               for s in json.loads(policy.plain("policy"))["Statement"] for action in s["Action"] if s["Effect"] == "Allow"}
+    object_grants = {(a, r) for s in json.loads(policy.plain("policy"))["Statement"] if s["Effect"] == "Allow"
+                     for a in s["Action"] for r in (s["Resource"] if isinstance(s["Resource"], list) else [])}
+    assert {g for g in granted if isinstance(g[1], str)} == {(a, arn) for a in BUCKET_ACTIONS}
+    assert object_grants == {(a, f"{arn}/{prefix}/*") for a in OBJECT_ACTIONS for prefix in ("restic", "pgbackrest")}
+    # restic and pgBackRest delete what their retention drops (a delete marker on this
+    # versioned bucket); removing a version, or the versioning, is not granted.
+    assert "s3:DeleteObject" in OBJECT_ACTIONS
+    assert not any(a.startswith(("s3:DeleteObjectVersion", "s3:PutBucket", "s3:PutLifecycle")) or "*" in a
+                   for a in {*BUCKET_ACTIONS, *OBJECT_ACTIONS})
     # That inline policy is all it has: no other IAM resource attaches more.
     iam_types = {r.type for r in stack(name).resources if r.type.startswith("aws:iam/")}
     assert iam_types == {"aws:iam/user:User", "aws:iam/userPolicy:UserPolicy", "aws:iam/accessKey:AccessKey"}
@@ -101,12 +110,14 @@ def test_the_key_reaches_the_job_only_as_secrets(name):
     key = one(name, "iam/accessKey:AccessKey")
     assert key.plain("user") == f"shia-chatbot-{name}-backup"
     assert "secret" in key.request.additionalSecretOutputs
-    entries = {harness.unwrap(e).split("=", 1)[0]: e for e in stack(name).containers()[f"{name}-backup"].inputs["envs"]}
-    assert harness.is_secret(entries["MC_HOST_offsite"])
     key_secret = harness.mock_password(f"{name}-backup-offsite-writer-key", 40, None)
-    assert harness.unwrap(entries["MC_HOST_offsite"]).startswith(
-        f"MC_HOST_offsite=https://{name}-backup-offsite-writer-key-id:{key_secret}@")
-    assert harness.unwrap(entries["MC_HOST_offsite"]).endswith(f"@s3.{defaults_for(name)['backups']['s3Region']}.amazonaws.com")
+    for container, prefix in ((f"{name}-backup", "AWS_"), (f"{name}-backup", "PGBACKREST_REPO2_S3_"),
+                              (f"{name}-postgres", "PGBACKREST_REPO2_S3_")):
+        entries = {harness.unwrap(e).split("=", 1)[0]: e for e in stack(name).containers()[container].inputs["envs"]}
+        key_id, secret = (("ACCESS_KEY_ID", "SECRET_ACCESS_KEY") if prefix == "AWS_" else ("KEY", "KEY_SECRET"))
+        assert harness.is_secret(entries[prefix + key_id]) and harness.is_secret(entries[prefix + secret])
+        assert harness.unwrap(entries[prefix + key_id]) == f"{prefix}{key_id}={name}-backup-offsite-writer-key-id"
+        assert harness.unwrap(entries[prefix + secret]) == f"{prefix}{secret}={key_secret}"
 
 
 def test_s3_offsite_needs_a_region_and_a_valid_bucket_name():

@@ -133,7 +133,11 @@ FAILURES = [
     ("rate-limit-ceiling", at(APP, lambda r: r.env("RATE_LIMIT_PER_HOUR", None)), "RATE_LIMIT_PER_HOUR is not set"),
     ("rate-limit-ceiling", router("rate=60r/m", "rate=10r/s"), "allows 600 requests per minute"),
     # 14
-    ("backup-policy", at(BACKUP, lambda r: r.env("BACKUP_CRONTAB", "0 2 * * * backup all\n")),
+    ("backup-policy", at(BACKUP, lambda r: r.env("BACKUP_CRONTAB", "0 2 * * * /opt/shia-backup/bin/backup all\n")),
+     "runs 1 times a day; prod needs hourly+daily"),
+    # Only backup lines count: a job every minute that backs nothing up is not hourly backups.
+    ("backup-policy", at(BACKUP, lambda r: r.env("BACKUP_CRONTAB", "0 2 * * * /opt/shia-backup/bin/backup all\n"
+                                                 "* * * * * sh /opt/shia-backup/lib/postgres.sh metrics\n")),
      "runs 1 times a day; prod needs hourly+daily"),
     ("backup-policy", at(BACKUP, lambda r: r.env("RETENTION_DAYS", "7")), "RETENTION_DAYS=7"),
     ("backup-policy", drop(BACKUP), "no backup container"),
@@ -141,8 +145,13 @@ FAILURES = [
     ("backup-policy", drop(f"{ENV}-backup-offsite-encryption"), "no server-side encryption"),
     ("backup-policy", at(f"{ENV}-backup-offsite-public-access", lambda r: r.but(blockPublicPolicy=False)),
      "no public access block"),
+    # The issue-12 case: off-site copies expiring whether or not a newer one exists.
     ("backup-policy", at(f"{ENV}-backup-offsite-lifecycle", lambda r: r.but(rules=[
-        {"id": "x", "status": "Enabled", "expiration": {"days": 7.0}}])), "deletes backups after 7 days"),
+        {"id": "x", "status": "Enabled", "expiration": {"days": 365.0},
+         "noncurrentVersionExpiration": {"noncurrentDays": 120.0}}])), "expires current backups after 365 days"),
+    ("backup-policy", at(f"{ENV}-backup-offsite-lifecycle", lambda r: r.but(rules=[
+        {"id": "x", "status": "Enabled", "noncurrentVersionExpiration": {"noncurrentDays": 7.0}}])),
+     "removes deleted or overwritten backups after 7 days"),
     ("backup-policy", drop(f"{ENV}-backup-offsite-lifecycle"), "no lifecycle expiry"),
     # 15
     ("router-tls", router("return 301 https://$host$request_uri;", "proxy_pass http://app-$app_slot:8000;"),

@@ -8,7 +8,7 @@ import pytest
 
 import harness
 from components.secrets import password_resource_name
-from settings.secret_names import GENERATED
+from settings.secret_names import ROTATABLE
 from settings.naming import Naming
 
 PROD = harness.stack_config("prod")
@@ -30,7 +30,7 @@ def base() -> harness.Run:
     return harness.run("prod", PROD)
 
 
-@pytest.mark.parametrize("secret", sorted(GENERATED))
+@pytest.mark.parametrize("secret", sorted(ROTATABLE))
 def test_rotating_one_secret_changes_it_and_its_consumers_only(base, secret):
     rotated = harness.run("prod", {**PROD, "rotation": {secret: 1}})
     before, after = _fingerprints(base), _fingerprints(rotated)

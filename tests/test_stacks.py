@@ -67,10 +67,16 @@ def test_data_services_are_internal_with_pinned_images_and_volumes(run):
     env = run.stack
     for service in DATA_SERVICES:
         c = run.containers()[f"{env}-{service}"]
-        assert c.plain("image") == IMAGES[service]
+        if service == "postgres":
+            # The pinned image plus pgBackRest, built on the host (test_backup_stack checks its base).
+            assert c.plain("image").startswith("shia-chatbot-postgres:")
+        else:
+            assert c.plain("image") == IMAGES[service]
         assert not c.plain("ports"), f"{service} must not publish a host port"
         assert [n["name"] for n in c.plain("networksAdvanced")] == [f"{env}-backend"]
-        assert [v["volumeName"] for v in c.plain("volumes")] == [f"{env}_{service}_data"]
+        assert c.plain("volumes")[0]["volumeName"] == f"{env}_{service}_data"
+        shared = {f"{env}_pgbackrest_data", f"{env}_postgres_socket"} if service == "postgres" else set()
+        assert {v["volumeName"] for v in c.plain("volumes")[1:]} == shared
         assert c.request.deleteBeforeReplace, "two containers must never share a data directory"
     backend = run.named(f"{env}-backend")
     assert backend.plain("internal") is True

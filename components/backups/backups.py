@@ -1,19 +1,23 @@
 """Backups: the container `<env>-backup`, which backs up every data service on the
 schedule in backups.schedule and on demand, and restores one when asked.
 
+The tools do the work: pgBackRest for PostgreSQL (full, differential and
+incremental backups, the WAL archive PostgreSQL pushes into, point-in-time
+recovery; pgbackrest.py) and restic for the Redis RDB, the Qdrant snapshot and
+the MinIO documents (content-addressed, encrypted with the generated
+`resticPassword`). Each has a local repository on the host and an off-site one
+in the bucket of offsite.py. Our scripts (image/bin, image/lib) only capture
+what a tool cannot read itself (an RDB over the replication protocol, a Qdrant
+snapshot through its API, a bucket through mc), check the capture by content,
+and record the per-service results the alerts read.
+
 Why a container and not a cron job installed on the host: everything it needs
 (its image, its volumes, its credentials, its schedule) is then a resource of
 the stack, replaced when it changes and removed with the stack; the host keeps
 no crontab, script or password file that the stack does not manage; and the
 credentials reach it only as secret environment variables. It runs busybox
-crond in the foreground; with schedule `none` the crontab is empty and the
-container is still there for on-demand and pre-migration backups.
-
-The scripts it runs (image/bin, image/lib) are POSIX sh driven by environment
-variables, and the tests run the same files against real PostgreSQL and Redis.
-Its image is built on the Docker host from image/Dockerfile over the official
-Redis image of the stack's Redis version (Debian variant), with the PostgreSQL
-client of the server's major version.
+crond in the foreground; with schedule `none` only the WAL metrics job runs and
+the container is there for on-demand and pre-migration backups.
 
 Networks: the internal backend network to reach the data services; when the
 off-site copy is in AWS, also a network of its own with egress (backend has
@@ -22,19 +26,19 @@ none), shared with no other container.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
 from typing import Optional
 
 import pulumi
 import pulumi_docker as docker
 
+from components.backups.pgbackrest import DATA_PATH, REPOSITORY_PATH, SOCKET_PATH, PgBackRest
 from components.host.containers import (
     ContainerSpec, Deployed, Healthcheck, data_volume, hardened_container, labelled_volume,
 )
-from components.host.docker_host import DockerHost
+from components.host.docker_host import DockerHost, host_script
+from components.host.images import built_image
 from components.data.minio import Minio
 from components.host.networks import labelled_network
 from components.backups.offsite import OffsiteTarget, stack_minio_url
@@ -45,20 +49,19 @@ from components.secrets import Secrets, secret_env
 from settings.model import BackupSchedule, BackupsConfig
 from settings.naming import POSTGRES_PORT, QDRANT_PORT, REDIS_PORT, Naming
 
-_SOURCE = Path(__file__).parent / "image"
-# The build context as the Docker provider sees it: relative to the project
-# directory, where Pulumi runs the program, so state does not hold a local path.
 BUILD_CONTEXT = "components/backups/image"
 
 # Paths inside the container (image/Dockerfile installs under HOME).
 HOME = "/opt/shia-backup"
 BACKUP_COMMAND = f"{HOME}/bin/backup"
 RESTORE_COMMAND = f"{HOME}/bin/restore"
+WAL_METRICS_COMMAND = f"sh {HOME}/lib/postgres.sh metrics"
 BACKUP_DIR = "/backups"
+RESTIC_REPOSITORY = f"{BACKUP_DIR}/restic"
+BACKUP_STAGING = f"{BACKUP_DIR}/staging"
 METRICS_DIR = "/metrics"
 METRICS_FILE = "shia_chatbot_backup.prom"  # lib/common.sh writes it
-REDIS_SOURCE_DIR = "/sources/redis"  # the Redis data volume, read-only
-REDIS_DUMP = "dump.rdb"  # redis-server's default dbfilename
+WAL_METRICS_FILE = "shia_chatbot_wal.prom"  # lib/postgres.sh metrics writes it
 NETWORK_ALIAS = "backup"  # how the live Redis reaches the temporary one during a restore
 
 
@@ -74,8 +77,12 @@ class Job:
     period: timedelta  # how often the cron line fires; monitoring derives staleness from it
 
     def line(self) -> str:
-        # Output to PID 1's streams, i.e. `docker logs`.
-        return f"{self.cron} {BACKUP_COMMAND} {self.services} --reason {self.reason} >/proc/1/fd/1 2>/proc/1/fd/2"
+        return _cron_line(self.cron, f"{BACKUP_COMMAND} {self.services} --reason {self.reason}")
+
+
+def _cron_line(cron: str, command: str) -> str:
+    # Output to PID 1's streams, i.e. `docker logs`.
+    return f"{cron} {command} >/proc/1/fd/1 2>/proc/1/fd/2\n"
 
 
 # Daily at the guide's 02:00 UTC, everything. Hourly: Postgres only, the data
@@ -98,29 +105,29 @@ def backup_periods(schedule: BackupSchedule) -> dict[str, timedelta]:
 
 
 def crontab(schedule: BackupSchedule) -> str:
-    return "".join(f"{job.line()}\n" for job in SCHEDULES[schedule])
+    """The scheduled backups, and in every stack the WAL archiving metrics each minute."""
+    return "".join(job.line() for job in SCHEDULES[schedule]) + _cron_line("* * * * *", WAL_METRICS_COMMAND)
 
 
-def image_tag(build_args: dict[str, str]) -> str:
-    """A tag from the build context and args: any change makes a new tag, and so
-    a new container (a fixed tag would rebuild the image under the old one)."""
-    digest = hashlib.sha256()
-    for path in sorted(p for p in _SOURCE.rglob("*") if p.is_file()):
-        digest.update(path.relative_to(_SOURCE).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
-    for key, value in sorted(build_args.items()):
-        digest.update(f"{key}={value}\0".encode())
-    return digest.hexdigest()[:16]
+def restic_retention(config: BackupsConfig) -> dict[str, int]:
+    """restic's `forget` policy (lib/restic.sh): a snapshot per day for the
+    retention, one per hour for the last day where the schedule runs hourly;
+    the newest snapshot of every service is kept whatever its age."""
+    return {"RESTIC_KEEP_DAILY": config.retention_days,
+            "RESTIC_KEEP_HOURLY": 24 if config.schedule == "hourly+daily" else 0}
 
 
 @dataclass(frozen=True, kw_only=True)
 class BackupsArgs:
     naming: Naming
     config: BackupsConfig
-    base_image: str  # images.backupBase: the Redis tools of the server's version
-    minio_image: str
+    base_image: str  # images.backupBase: the Alpine release of images.postgres
+    minio_image: str  # mc comes from it
+    redis_image: str  # the Redis tools come from it
     memory_mb: int
     backend_network: pulumi.Input[str]
     postgres: Postgres
+    pgbackrest: PgBackRest
     redis: Redis
     qdrant: Qdrant
     minio: Minio
@@ -148,15 +155,11 @@ class Backups(pulumi.ComponentResource):
         self.container_name = n.container("backup")
         self.bucket = args.offsite.bucket
 
-        build_args = {"BASE_IMAGE": args.base_image, "MINIO_IMAGE": args.minio_image}
-        self.image = docker.Image(
-            f"{self.container_name}-image",
-            image_name=f"shia-chatbot-backup:{image_tag(build_args)}",
-            build=docker.DockerBuildArgs(context=BUILD_CONTEXT, dockerfile=f"{BUILD_CONTEXT}/Dockerfile",
-                                         args=build_args),
-            skip_push=True,
-            opts=child,
-        )
+        self.image = built_image(
+            f"{self.container_name}-image", repository="shia-chatbot-backup", context=BUILD_CONTEXT,
+            build_args={"BASE_IMAGE": args.base_image, "MINIO_IMAGE": args.minio_image,
+                        "REDIS_IMAGE": args.redis_image},
+            opts=child)
         self.data_volume = data_volume(n.volume("backup"), environment=n.env, service="backup", parent=self)
         self.metrics_volume = labelled_volume(n.volume("backup", "metrics"), environment=n.env, service="backup",
                                               opts=child)
@@ -178,8 +181,13 @@ class Backups(pulumi.ComponentResource):
                 volumes=[
                     docker.ContainerVolumeArgs(volume_name=self.data_volume.name, container_path=BACKUP_DIR),
                     docker.ContainerVolumeArgs(volume_name=self.metrics_volume.name, container_path=METRICS_DIR),
-                    docker.ContainerVolumeArgs(volume_name=args.redis.volume.name, container_path=REDIS_SOURCE_DIR,
-                                               read_only=True),
+                    docker.ContainerVolumeArgs(volume_name=args.pgbackrest.repository.name,
+                                               container_path=REPOSITORY_PATH),
+                    docker.ContainerVolumeArgs(volume_name=args.pgbackrest.socket_volume.name,
+                                               container_path=SOCKET_PATH),
+                    # At the server's own path, as pgBackRest requires; written only
+                    # by a restore, while the server is stopped.
+                    docker.ContainerVolumeArgs(volume_name=args.postgres.volume.name, container_path=DATA_PATH),
                 ],
                 healthcheck=Healthcheck(test=["CMD-SHELL", "pgrep -x crond > /dev/null"]),
                 host=args.host,
@@ -188,6 +196,14 @@ class Backups(pulumi.ComponentResource):
                 *args.postgres.ready, *args.redis.ready, *args.qdrant.ready, *args.minio.ready,
                 args.minio.bucket_step, *args.offsite.ready,
             ]),
+        )
+        # Stanza and repositories, checked end to end, whenever either container is new.
+        self.init_step = args.host.command(
+            f"{self.container_name}-init",
+            create=host_script("backups/scripts/backup-init.sh", BACKUP=self.container_name,
+                               POSTGRES=args.postgres.container_name),
+            triggers=[self.container.id, args.postgres.container.id],
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[*self.deployed.ready, *args.postgres.ready]),
         )
         self.register_outputs({"container": self.container.name, "metricsVolume": self.metrics_volume.name,
                                "bucket": self.bucket})
@@ -198,32 +214,44 @@ class Backups(pulumi.ComponentResource):
 
     @property
     def ready(self) -> list[pulumi.Resource]:
-        return self.deployed.ready
+        """Depend on these to back up: the container healthy and its repositories ready."""
+        return [*self.deployed.ready, self.init_step]
 
     def pre_migration_command(self, slot: str) -> str:
         """Run on the Docker host before `slot`'s migration; exits 0 only once a
-        Postgres backup has been written, read back in full and copied off-site,
-        and prints the set's name (`<time>-pre-migration-<slot>`). Depend on
-        `ready` when calling it."""
+        named restore point is made and the WAL holding it is archived in every
+        repository (a base backup first on a new stack), and prints
+        `postgres <restore point>`: undoing the migration is a recovery to it.
+        Depend on `ready` when calling it."""
         return f"docker exec {self.container_name} {BACKUP_COMMAND} postgres --reason pre-migration-{slot}"
 
     @staticmethod
     def _envs(args: BackupsArgs) -> list[pulumi.Input[str]]:
         """What the scripts read (see their headers); every credential a secret."""
-        secrets = args.secrets
-        return [
+        secrets, offsite = args.secrets, args.offsite
+        envs: list[pulumi.Input[str]] = [
             f"BACKUP_DIR={BACKUP_DIR}",
+            f"BACKUP_ENV={args.naming.env}",
+            f"BACKUP_SCHEDULE={args.config.schedule}",
+            f"BACKUP_STAGING={BACKUP_STAGING}",
             f"METRICS_DIR={METRICS_DIR}",
             f"RETENTION_DAYS={args.config.retention_days}",
             f"BACKUP_CRONTAB={crontab(args.config.schedule)}",
-            "PGHOST=postgres",
+            *args.pgbackrest.envs(),
+            f"PGHOST={SOCKET_PATH}",
             f"PGPORT={POSTGRES_PORT}",
             f"PGUSER={args.postgres.user}",
             f"PGDATABASE={args.postgres.database}",
-            secret_env("PGPASSWORD", secrets["postgresPassword"]),
+            f"RESTIC_REPOSITORY={RESTIC_REPOSITORY}",
+            f"RESTIC_CACHE_DIR={BACKUP_DIR}/.cache/restic",
+            secret_env("RESTIC_PASSWORD", secrets["resticPassword"]),
+            *(f"{k}={v}" for k, v in sorted(restic_retention(args.config).items())),
+            f"RESTIC_OFFSITE_REPOSITORY={offsite.restic_repository}",
+            secret_env("AWS_ACCESS_KEY_ID", offsite.access_key_id),
+            secret_env("AWS_SECRET_ACCESS_KEY", offsite.secret_access_key),
+            f"AWS_DEFAULT_REGION={offsite.region}",
             "REDIS_HOST=redis",
             f"REDIS_PORT={REDIS_PORT}",
-            f"REDIS_RDB={REDIS_SOURCE_DIR}/{REDIS_DUMP}",
             f"REDIS_RESTORE_ADDRESS={NETWORK_ALIAS}",
             secret_env("REDISCLI_AUTH", secrets["redisPassword"]),
             f"QDRANT_URL=http://qdrant:{QDRANT_PORT}",
@@ -231,6 +259,5 @@ class Backups(pulumi.ComponentResource):
             secret_env("QDRANT_API_KEY", secrets["qdrantApiKey"]),
             f"MINIO_BUCKET={args.minio.buckets['documents']}",
             secret_env("MC_HOST_minio", stack_minio_url(secrets)),
-            f"OFFSITE_TARGET=offsite/{args.offsite.bucket}",
-            secret_env("MC_HOST_offsite", args.offsite.mc_host),
         ]
+        return envs

@@ -1,14 +1,18 @@
-"""Where verified backups are copied off the host: an S3 bucket made here (stage,
+"""Where backups are copied off the host: an S3 bucket made here (stage,
 prod) or the stack's own MinIO bucket `<env>-backups` (dev).
 
-The backup job reaches either through mc's `offsite` alias, given as one secret
-environment variable (MC_HOST_offsite = scheme://key:secret@host), so the job is
-the same everywhere and no credential is written to a file.
+Two repositories live in it, each written by its own tool: pgBackRest's repo2
+under `pgbackrest/` (PostgreSQL: backups and the WAL archive) and a restic
+repository under `restic/` (Redis, Qdrant, MinIO). Both tools expire what
+their retention no longer needs, so the job's key may delete objects; the
+bucket keeps every deleted or overwritten object as a noncurrent version for
+BACKSTOP_DAYS past the retention, which whoever holds the host cannot remove.
+Nothing current ever expires by a lifecycle rule: if the job stops, the last
+copies stay (and BackupStale pages).
 
-The S3 bucket has versioning, default encryption, every public access blocked,
-a TLS-only policy and expiry matching backups.retentionDays. Its IAM user may add
-and read backups and nothing else: no delete, so whoever holds the host cannot
-erase the off-site copies; they go only by the bucket's own lifecycle.
+The S3 bucket has versioning, default encryption, every public access blocked
+and a TLS-only policy. Its IAM user may list the bucket and read, write and
+delete objects under those two prefixes, nothing else.
 """
 
 from __future__ import annotations
@@ -28,27 +32,42 @@ from settings.load import PROJECT
 from settings.model import StackConfig
 from settings.naming import MINIO_PORT, Naming
 
-# The backup job writes sets under sets/ and the MinIO mirror under minio/ (lib/offsite.sh).
-SETS_PREFIX = "sets/"
-MIRROR_PREFIX = "minio/"
+# One prefix per tool (restic and pgBackRest each own the layout under theirs).
+RESTIC_PREFIX = "restic"
+PGBACKREST_PREFIX = "pgbackrest"
+# How long a deleted or overwritten backup object stays recoverable beyond the
+# retention: the copies outlive a compromised host by this long.
+BACKSTOP_DAYS = 90
 
-# Everything the job's `mc mirror` needs, on this bucket only: find the bucket and
-# list it, add objects (multipart included) and read them back for a restore.
 BUCKET_ACTIONS = ("s3:GetBucketLocation", "s3:ListBucket")
-OBJECT_ACTIONS = ("s3:PutObject", "s3:GetObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts")
+# restic writes, reads and deletes (its locks on every run, packs on prune);
+# pgBackRest deletes on expire; both upload in parts.
+OBJECT_ACTIONS = ("s3:PutObject", "s3:GetObject", "s3:DeleteObject", "s3:AbortMultipartUpload",
+                  "s3:ListMultipartUploadParts")
 
 
 @dataclass(frozen=True)
 class OffsiteTarget:
-    """What the backup job needs to reach its off-site copy."""
+    """What the backup job (and PostgreSQL's archive_command) need to reach the off-site bucket."""
 
     bucket: str
-    mc_host: pulumi.Output[str]  # secret: the MC_HOST_offsite URL, credentials included
+    endpoint: str  # host[:port], no scheme
+    region: str
+    tls: bool  # pgBackRest's S3 driver speaks only TLS: without it, PostgreSQL has no off-site repository
+    path_style: bool  # MinIO serves buckets as paths; AWS as host names
+    access_key_id: pulumi.Output[str]
+    secret_access_key: pulumi.Output[str]  # secret
     needs_egress: bool  # AWS is off the host; the stack's MinIO is on the backend network
     # What must exist before the first upload: the bucket with its policy,
     # versioning and lifecycle, and the key's permissions (depending on a
     # component waits for all its children).
     ready: tuple[pulumi.Resource, ...] = ()
+
+    @property
+    def restic_repository(self) -> str:
+        """The restic repository URL (no credentials: those are AWS_* variables)."""
+        scheme = "https" if self.tls else "http"
+        return f"s3:{scheme}://{self.endpoint}/{self.bucket}/{RESTIC_PREFIX}"
 
 
 def offsite_target(cfg: StackConfig, naming: Naming, secrets: Secrets) -> OffsiteTarget:
@@ -60,7 +79,10 @@ def offsite_target(cfg: StackConfig, naming: Naming, secrets: Secrets) -> Offsit
             retention_days=cfg.backups.retention_days,
         ))
         return dataclasses.replace(offsite.target, ready=(offsite,))
-    return OffsiteTarget(bucket=naming.bucket("backups"), mc_host=stack_minio_url(secrets), needs_egress=False)
+    return OffsiteTarget(
+        bucket=naming.bucket("backups"), endpoint=f"minio:{MINIO_PORT}", region="us-east-1", tls=False,
+        path_style=True, access_key_id=pulumi.Output.secret(secrets["minioRootUser"]),
+        secret_access_key=secrets["minioRootPassword"], needs_egress=False)
 
 
 def stack_minio_url(secrets: Secrets) -> pulumi.Output[str]:
@@ -94,34 +116,26 @@ def backup_job_policy(bucket: str) -> str:
         "Version": "2012-10-17",
         "Statement": [
             {"Sid": "FindAndListTheBucket", "Effect": "Allow", "Action": list(BUCKET_ACTIONS), "Resource": arn},
-            {"Sid": "AddAndReadBackups", "Effect": "Allow", "Action": list(OBJECT_ACTIONS), "Resource": f"{arn}/*"},
+            {"Sid": "KeepTheRepositories", "Effect": "Allow", "Action": list(OBJECT_ACTIONS),
+             "Resource": [f"{arn}/{RESTIC_PREFIX}/*", f"{arn}/{PGBACKREST_PREFIX}/*"]},
         ],
     })
 
 
 def lifecycle_rules(retention_days: int) -> list[s3.BucketLifecycleConfigurationRuleArgs]:
-    """Sets expire after the retention; anything overwritten or deleted keeps its
-    old version for as long. Unfinished uploads go after a day."""
-    abort = s3.BucketLifecycleConfigurationRuleAbortIncompleteMultipartUploadArgs(days_after_initiation=1)
-    return [
-        s3.BucketLifecycleConfigurationRuleArgs(
-            id="expire-backup-sets", status="Enabled",
-            filter=s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=SETS_PREFIX),
-            expiration=s3.BucketLifecycleConfigurationRuleExpirationArgs(days=retention_days),
-            # A set overwritten (the job's key may PutObject) keeps its old version
-            # for the whole retention, so holding the host cannot destroy backups.
-            noncurrent_version_expiration=s3.BucketLifecycleConfigurationRuleNoncurrentVersionExpirationArgs(
-                noncurrent_days=retention_days),
-            abort_incomplete_multipart_upload=abort,
-        ),
-        s3.BucketLifecycleConfigurationRuleArgs(
-            id="expire-old-document-versions", status="Enabled",
-            filter=s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=MIRROR_PREFIX),
-            noncurrent_version_expiration=s3.BucketLifecycleConfigurationRuleNoncurrentVersionExpirationArgs(
-                noncurrent_days=retention_days),
-            abort_incomplete_multipart_upload=abort,
-        ),
-    ]
+    """A backstop only: a noncurrent version (deleted or overwritten by the job)
+    goes BACKSTOP_DAYS after the retention, then its delete marker; current
+    objects never expire here (the tools' retention removes them, so a stopped
+    job keeps its last copies). Unfinished uploads go after a day."""
+    return [s3.BucketLifecycleConfigurationRuleArgs(
+        id="backstop-for-deleted-backups", status="Enabled",
+        filter=s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=""),
+        noncurrent_version_expiration=s3.BucketLifecycleConfigurationRuleNoncurrentVersionExpirationArgs(
+            noncurrent_days=retention_days + BACKSTOP_DAYS),
+        expiration=s3.BucketLifecycleConfigurationRuleExpirationArgs(expired_object_delete_marker=True),
+        abort_incomplete_multipart_upload=s3.BucketLifecycleConfigurationRuleAbortIncompleteMultipartUploadArgs(
+            days_after_initiation=1),
+    )]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -175,9 +189,8 @@ class S3Offsite(pulumi.ComponentResource):
         # Its `secret` is a secret output in the provider's schema, so in state too.
         self.access_key = iam.AccessKey(f"{name}-writer-key", user=self.user.name, opts=child)
         self.target = OffsiteTarget(
-            bucket=args.bucket,
-            mc_host=pulumi.Output.secret(pulumi.Output.format(
-                "https://{0}:{1}@s3.{2}.amazonaws.com", self.access_key.id, self.access_key.secret, args.region)),
-            needs_egress=True,
+            bucket=args.bucket, endpoint=f"s3.{args.region}.amazonaws.com", region=args.region, tls=True,
+            path_style=False, access_key_id=self.access_key.id,
+            secret_access_key=pulumi.Output.secret(self.access_key.secret), needs_egress=True,
         )
         self.register_outputs({"bucket": args.bucket, "user": self.user.name})

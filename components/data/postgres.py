@@ -1,4 +1,10 @@
-"""PostgreSQL 15: the app's database `<env>_shia_chatbot`."""
+"""PostgreSQL 15: the app's database `<env>_shia_chatbot`, archiving its WAL through pgBackRest.
+
+The image is the pinned official one plus pgBackRest (postgres-image/). Besides
+its data volume the container mounts pgBackRest's repository (for
+archive-push) and shares its socket directory on a volume: pgBackRest in the
+backup container reaches the server only over that socket.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,9 @@ from pathlib import Path
 from typing import Optional
 
 import pulumi
+import pulumi_docker as docker
 
+from components.backups.pgbackrest import DATA_PATH, REPOSITORY_PATH, SOCKET_PATH, PgBackRest
 from components.host.containers import MEMORY_LIMIT_MB, Healthcheck
 from components.data.service import DataService, DataServiceArgs, DataServiceSpec
 from components.secrets import secret_env
@@ -19,6 +27,7 @@ SET_PASSWORD_SCRIPT = (Path(__file__).parent / "scripts" / "postgres-set-passwor
 @dataclass(frozen=True, kw_only=True)
 class PostgresArgs(DataServiceArgs):
     password: pulumi.Input[str]
+    archive: PgBackRest
     max_connections: int = 200
 
 
@@ -27,12 +36,19 @@ class Postgres(DataService):
         naming = args.naming
         spec = DataServiceSpec(
             service="postgres",
-            data_path="/var/lib/postgresql/data",
+            data_path=DATA_PATH,
+            build_context="components/data/postgres-image",
             envs=[
                 f"POSTGRES_USER={naming.database_user}",
                 f"POSTGRES_DB={naming.database}",
                 secret_env("POSTGRES_PASSWORD", args.password),
+                *args.archive.envs(),
             ],
+            volumes=[
+                docker.ContainerVolumeArgs(volume_name=args.archive.repository.name, container_path=REPOSITORY_PATH),
+                docker.ContainerVolumeArgs(volume_name=args.archive.socket_volume.name, container_path=SOCKET_PATH),
+            ],
+            labels={"pgbackrest-config": args.archive.config_digest()},
             # shared_buffers at a quarter of the container's memory, the usual rule,
             # read from the cgroup at start: a memory change is then an update in
             # place (it takes effect at the next restart) instead of a new command
@@ -44,7 +60,8 @@ class Postgres(DataService):
                 f"{MEMORY_LIMIT_MB} && exec docker-entrypoint.sh postgres"
                 f" -c max_connections={args.max_connections}"
                 ' -c shared_buffers="$((limit_mb / 4))MB"'
-                " -c checkpoint_completion_target=0.9 -c random_page_cost=1.1",
+                " -c checkpoint_completion_target=0.9 -c random_page_cost=1.1"
+                + "".join(f" -c {option}" for option in PgBackRest.server_options()),
             ],
             healthcheck=Healthcheck(test=["CMD-SHELL", 'pg_isready -U "$POSTGRES_USER" -d "$POSTGRES_DB"']),
             # The image applies POSTGRES_* only when it initialises an empty data

@@ -4,13 +4,14 @@ hardened container on the internal backend network, never published on the host.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
+from typing import Mapping, Optional, Sequence
 
 import pulumi
 import pulumi_docker as docker
 
 from components.host.containers import ContainerSpec, Deployed, Healthcheck, data_volume, hardened_container, pulled_image
 from components.host.docker_host import DockerHost
+from components.host.images import built_image
 from settings.naming import Naming
 
 
@@ -34,6 +35,12 @@ class DataServiceSpec:
     # directory: a later change of it (a rotated password) must not replace the
     # running service, and is applied by a step instead.
     env_read_at_init_only: bool = False
+    # Build the image from this folder (relative to the project; its Dockerfile
+    # takes DataServiceArgs.image as the build arg BASE_IMAGE) instead of pulling it.
+    build_context: Optional[str] = None
+    # Volumes beside the data volume, and more container labels.
+    volumes: Sequence[docker.ContainerVolumeArgs] = field(default_factory=list)
+    labels: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
 
 
 class DataService(pulumi.ComponentResource):
@@ -47,11 +54,17 @@ class DataService(pulumi.ComponentResource):
         self.container_name = naming.container(spec.service)
         self.volume = data_volume(naming.volume(spec.service), environment=naming.env,
                                   service=spec.service, parent=self)
-        image = pulled_image(f"{self.container_name}-image", args.image, pulumi.ResourceOptions(parent=self))
+        child = pulumi.ResourceOptions(parent=self)
+        if spec.build_context:
+            image = built_image(f"{self.container_name}-image", repository=f"shia-chatbot-{spec.service}",
+                                context=spec.build_context, build_args={"BASE_IMAGE": args.image},
+                                opts=child).image_name
+        else:
+            image = pulled_image(f"{self.container_name}-image", args.image, child).name
         self.deployed = hardened_container(
             ContainerSpec(
                 name=self.container_name,
-                image=image.name,
+                image=image,
                 environment=naming.env,
                 service=spec.service,
                 memory_mb=args.memory_mb,
@@ -59,7 +72,9 @@ class DataService(pulumi.ComponentResource):
                 networks=[(args.backend_network, [spec.service])],
                 command=spec.command,
                 envs=spec.envs,
-                volumes=[docker.ContainerVolumeArgs(volume_name=self.volume.name, container_path=spec.data_path)],
+                volumes=[docker.ContainerVolumeArgs(volume_name=self.volume.name, container_path=spec.data_path),
+                         *spec.volumes],
+                labels=spec.labels,
                 host=args.host,
             ),
             # Two containers must never share one data directory, and the name is

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
+from typing import Mapping, Optional, Sequence
 
 import pulumi
 import pulumi_docker as docker
@@ -97,6 +97,8 @@ class ContainerSpec:
     # Files copied in before the first start; any change replaces the container.
     uploads: Sequence[docker.ContainerUploadArgs] = field(default_factory=list)
     slot: Optional[str] = None
+    # More labels (under LABEL_PREFIX); labels are immutable, so a change replaces the container.
+    labels: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
     wait: bool = True
     # Seconds between the stop signal and SIGKILL, on `docker stop` and on delete.
     stop_timeout: int = 30
@@ -119,7 +121,7 @@ def log_opts_label() -> str:
 
 
 def hardened_container(spec: ContainerSpec, opts: pulumi.ResourceOptions) -> Deployed:
-    labels = {"environment": spec.environment, "service": spec.service, "log-opts": log_opts_label()}
+    labels = {**spec.labels, "environment": spec.environment, "service": spec.service, "log-opts": log_opts_label()}
     if spec.slot:
         labels["slot"] = spec.slot
     container = docker.Container(

@@ -47,6 +47,7 @@ PUBLIC_ACLS = ("public-read", "public-read-write", "authenticated-read")
 BLOCK_FLAGS = ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets")
 
 
+BACKUP_JOB = "/bin/backup "  # the command a backup line of BACKUP_CRONTAB runs
 CRON_MACROS = {"@hourly": 24, "@daily": 1, "@midnight": 1}
 
 
@@ -91,7 +92,8 @@ def backup_policy(c: Check, args: StackValidationArgs, report: ReportViolation) 
     crontab, retention = container.env.get("BACKUP_CRONTAB"), container.env.get("RETENTION_DAYS")
     # Plain settings in this program; were they ever computed, nothing here could be judged yet.
     container.env.settle("BACKUP_CRONTAB", "RETENTION_DAYS")
-    frequency = max((runs_per_day(line) for line in (crontab or "").splitlines()), default=0)
+    # Backup lines only: the crontab also refreshes the WAL archiving metrics each minute.
+    frequency = max((runs_per_day(line) for line in (crontab or "").splitlines() if BACKUP_JOB in line), default=0)
     if frequency < required:
         report(f"the most frequent backup job runs {frequency:g} times a day; {c.env} needs "
                f"{CADENCE[required]}.", resource.urn)
@@ -143,12 +145,17 @@ def _check_bucket(bucket: PolicyResource, resources: list[PolicyResource], reten
         report(f"backup bucket {name!r} has no public access block with all four flags set.", bucket.urn)
     expiries = _inline_expiries(props) + [days for lc in attached(LIFECYCLE) for days in _expiries(lc.props)]
     if not expiries:
-        report(f"backup bucket {name!r} has no lifecycle expiry: old backups are kept (and paid for) forever.",
-               bucket.urn)
+        report(f"backup bucket {name!r} has no lifecycle expiry of noncurrent versions: what the backup tools "
+               "delete is kept (and paid for) forever.", bucket.urn)
     current = [days for kind, days in expiries if kind == "current"]
-    if current and min(current) < retention:
-        report(f"backup bucket {name!r} deletes backups after {min(current)} days, before the "
-               f"{retention}-day retention.", bucket.urn)
+    if current:
+        report(f"backup bucket {name!r} expires current backups after {min(current)} days whether or not a "
+               "newer one exists: if the backup job stops, every off-site copy is gone then. Let the backup "
+               "tools' retention delete, and expire only noncurrent versions, as a backstop.", bucket.urn)
+    noncurrent = [days for kind, days in expiries if kind == "noncurrent"]
+    if noncurrent and min(noncurrent) < retention:
+        report(f"backup bucket {name!r} removes deleted or overwritten backups after {min(noncurrent)} days, "
+               f"before the {retention}-day retention.", bucket.urn)
 
 
 def _sse_algorithm(rule: Optional[Any]) -> Optional[str]:
@@ -194,8 +201,9 @@ RULES = [
         concern="storage",
         description="The backup container's schedule (BACKUP_CRONTAB) runs hourly+daily in prod and at "
                     "least daily in stage, and keeps backups (RETENTION_DAYS) at least the configured "
-                    "days; an S3 backup bucket is versioned, encrypted, not public and expires old "
-                    "objects (not before the retention).",
+                    "days; an S3 backup bucket is versioned, encrypted and not public, and its lifecycle "
+                    "never expires current backups (a stopped job keeps its last copies) while it does "
+                    "expire noncurrent versions, not before the retention.",
         remediation="Set backups.schedule / backups.retentionDays in Pulumi.<stack>.yaml (defaults in "
                     "settings/defaults.py; components/backups/backups.py turns them into the container's "
                     "environment); give the bucket BucketVersioning, "

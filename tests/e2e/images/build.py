@@ -88,10 +88,14 @@ def images() -> list[Image]:
     """Every image, bases before the images built FROM them."""
     names = plan_images()
     out = [Image("debian-base", "debian-base", BASE_TAG, base=None)]
-    out += [Image(folder, folder, names[key]) for folder, key in STAND_INS.items()]
-    # The backup image's base: the redis stand-in, Redis tools at the official Debian image's paths.
-    out.append(Image("redis-bookworm", "redis-bookworm", names["backupBase"], base="redis",
-                     args={"REDIS_IMAGE": names["redis"]}))
+    # Alpine's stand-in: the backup image's base, and the postgres stand-in's
+    # (the official one is FROM Alpine), given to it as the build arg BASE_IMAGE.
+    out.append(Image("alpine", "alpine", names["backupBase"]))
+    for folder, key in STAND_INS.items():
+        if folder == "postgres":
+            out.append(Image(folder, folder, names[key], base="alpine", args={"BASE_IMAGE": names["backupBase"]}))
+        else:
+            out.append(Image(folder, folder, names[key]))
     out += [Image(f"app-{v}", "app", f"{APP_REPOSITORY}:{v}", args={"APP_VERSION": v}) for v in APP_VERSIONS]
     return out
 
