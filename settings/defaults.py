@@ -107,7 +107,8 @@ ENVIRONMENTS: dict[str, dict[str, Any]] = {
         "postgresMaxConnections": 300,
         "backups": {"schedule": "daily", "retentionDays": 14, "offsite": "s3",
                     "s3Region": BACKUP_S3_REGION},
-        "monitoring": {"level": "full", "retentionDays": 15},
+        # Alerts: its off-site copies must page when the backup job stops (settings/load.py).
+        "monitoring": {"level": "full+alerts", "retentionDays": 15},
         "memoryMb": _MEMORY_SMALL,
     },
     "prod": {

@@ -289,6 +289,7 @@ def _check_relations(cfg: StackConfig, stack: str, secrets: Collection[str] = ()
             f"{_key('monitoring.alertEmail')} = {json.dumps(cfg.monitoring.alert_email)}: e-mail alerts "
             f"are sent through {_key('smtp')}; set smtp.host, smtp.user and smtp.fromEmail"
         )
+    problems += _offsite_alerting(cfg, secrets)
     for name in cfg.rotation:
         if name in NOT_ROTATED:
             problems.append(
@@ -307,6 +308,24 @@ def _check_relations(cfg: StackConfig, stack: str, secrets: Collection[str] = ()
             f"{_key('registryPassword')} is set without {_key('registry')}: set registry.server and "
             "registry.username too, or remove the password")
     return problems + _environment_rules(cfg)
+
+
+def _offsite_alerting(cfg: StackConfig, secrets: Collection[str]) -> list[str]:
+    """Off-site copies are as fresh as the job that makes them: a backup job that
+    stops or keeps failing must reach someone while the last good copy is still
+    recent. That takes the alert rules and Alertmanager (level full+alerts) and a
+    receiver for them."""
+    if cfg.backups.offsite != "s3":
+        return []
+    offsite = f'{_key("backups.offsite")} = "s3"'
+    if cfg.monitoring.level != "full+alerts":
+        return [f"{_key('monitoring.level')} = {json.dumps(cfg.monitoring.level)}: must be \"full+alerts\" "
+                f"with {offsite}, so that a backup job that stops or keeps failing pages someone"]
+    if not cfg.monitoring.alert_email and "alertWebhookUrl" not in secrets:
+        return [f"{_key('monitoring.alertEmail')} is empty and the secret {_key('alertWebhookUrl')} is not set: "
+                f"with {offsite} alerts must reach someone; set monitoring.alertEmail (with smtp) or "
+                "`pulumi config set --secret alertWebhookUrl …`"]
+    return []
 
 
 # A tag's distribution release: `...-alpine3.20`, `alpine:3.20.3`; `...-bookworm`, `debian:bookworm-slim`.

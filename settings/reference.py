@@ -34,6 +34,9 @@ MAP_ENTRY = {"slots": "<slot>"}
 CONDITIONS: dict[str, tuple[str, str, str]] = {
     "dockerHostKey": ("required for `ssh://`",) * 3,
     "domain": ("— (required with `tls.enabled`)", "**required**", "**required**"),
+    # settings/load.py: off-site copies in S3 must page someone.
+    "monitoring.alertEmail": ("—",) + ("**required** with `backups.offsite` `s3`, unless the secret "
+                                       "`alertWebhookUrl` is set",) * 2,
 }
 
 

@@ -128,6 +128,15 @@ CASES = {
         with_(app={**PROD["app"], "dbPoolSize": 50}),
         ["shia-chatbot:postgresMaxConnections = 500", "too low for", "app.dbPoolSize"],
     ),
+    "off-site copies in S3 with a level that cannot page": (
+        with_(monitoring={"level": "full", "alertEmail": ["ops@example.org"]}),
+        ['shia-chatbot:monitoring.level = "full": must be "full+alerts" with shia-chatbot:backups.offsite = "s3"'],
+    ),
+    "off-site copies in S3 with alerts but nobody to page": (
+        {k: v for k, v in PROD.items() if k not in ("smtp", "monitoring")},
+        ["shia-chatbot:monitoring.alertEmail is empty and the secret shia-chatbot:alertWebhookUrl is not set: "
+         'with shia-chatbot:backups.offsite = "s3" alerts must reach someone'],
+    ),
     "unknown secret to rotate": (
         with_(rotation={"rootPassword": 1}),
         ["shia-chatbot:rotation.rootPassword: unknown secret; allowed:", "postgresPassword"],
@@ -183,3 +192,29 @@ def test_a_misspelt_environment_is_named_beside_the_missing_one():
         parse(raw, "prod")
     assert refused.value.problems == ["shia-chatbot:environment is required but not set: allowed: dev, stage, prod "
                                       "(shia-chatbot:enviroment is set: a typo?)"]
+
+
+OFFSITE_S3 = {"stage": harness.stack_config("stage"), "prod": PROD}
+
+
+@pytest.mark.parametrize("stack", list(OFFSITE_S3))
+def test_off_site_copies_in_s3_may_page_by_webhook_alone(stack):
+    without_mail = {k: v for k, v in OFFSITE_S3[stack].items() if k not in ("smtp", "monitoring")}
+    assert harness.run(stack, without_mail).error is not None
+    run = harness.run(stack, without_mail, secret_config={"alertWebhookUrl": "https://hooks.example.org/T0/B0"})
+    assert run.error is None, run.error
+
+
+@pytest.mark.parametrize("level", ["basic", "full"])
+def test_a_level_that_cannot_page_is_allowed_without_off_site_copies_in_s3(level):
+    config = {**OFFSITE_S3["stage"], "backups": {"offsite": "minio"}, "monitoring": {"level": level}}
+    assert harness.run("stage", config).error is None
+    assert harness.run("stage", {**config, "backups": {"offsite": "s3"}}).error is not None
+
+
+def test_the_reference_says_when_alert_email_is_required():
+    from settings.reference import CONDITIONS
+
+    dev, stage, prod = CONDITIONS["monitoring.alertEmail"]
+    assert dev == "—" and stage == prod
+    assert "`backups.offsite` `s3`" in stage and "`alertWebhookUrl`" in stage

@@ -39,7 +39,10 @@ def test_reference_write_replaces_only_between_the_markers(tmp_path):
 def _stage(**changes) -> dict:
     raw = {"environment": "stage", "dockerHost": "ssh://deploy@stage.example.org",
            "dockerHostKey": harness.stack_config("stage")["dockerHostKey"], "domain": "stage.example.org",
-           "activeSlot": "blue", "slots": {"blue": {"image": "ghcr.io/shia-chatbot/app:1.0.0", "replicas": 2}}}
+           "activeSlot": "blue", "slots": {"blue": {"image": "ghcr.io/shia-chatbot/app:1.0.0", "replicas": 2}},
+           # Its off-site copies in S3 must page someone (settings/load.py).
+           "smtp": {"host": "smtp.example.org", "user": "alerts", "fromEmail": "alerts@example.org"},
+           "monitoring": {"alertEmail": ["ops@example.org"]}}
     raw.update(changes)
     return {k: v for k, v in raw.items() if v is not None}
 

@@ -2,7 +2,9 @@
 
 The files are taken from the program's own registrations under the mocks (the
 Prometheus container's uploads and the targets steps' stdin), laid out as in
-the container, and given to Debian's promtool (2.42) and amtool (0.25).
+the container, and given to Debian's promtool (2.42) and amtool (0.25). The
+alert rules' unit tests (tests/promtool/*_test.yml) run in promtool, and every
+rendered alert must have a firing, a quiet and an absent-series case there.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import re
 import shutil
 import subprocess
 from datetime import timedelta
+from typing import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,15 +22,16 @@ import yaml
 import harness
 from components.monitoring import alertmanager as am
 from components.monitoring import prometheus as mc
-from components.monitoring.rules import RulesSpec
+from components.monitoring.rules import ABSENT, RulesSpec, backup_stale_after
 from real_tools import need
 
-UNIT_TESTS = Path(__file__).parent / "promtool" / "alerts_test.yml"
-# The spec the unit tests' numbers are written for (see the file's header).
+UNIT_TESTS = sorted((Path(__file__).parent / "promtool").glob("*_test.yml"))
+# The spec the unit tests' numbers are written for (see alerts_test.yml's header).
 UNIT_SPEC = RulesSpec(environment="test",
                       memory_limit_mb={"app": 1024, "redis": 512, "qdrant": 2048, "prometheus": 512},
-                      backup_stale_after={"postgres": timedelta(minutes=75), "redis": timedelta(hours=26),
-                                          "qdrant": timedelta(hours=26), "minio": timedelta(hours=26)})
+                      backup_stale_after=backup_stale_after("hourly+daily"), wal_archiving=True)
+RULE_FILES = {"availability.yml", "app.yml", "resources.yml", "backups.yml", "wal_archiving.yml"}
+CASE_NAME = re.compile(r"(?P<alert>[A-Za-z]+) (?P<kind>fires|quiet|absent): .+")
 MONITORED = ("stage", "prod")
 WITH_RECEIVERS = {"smtp": {"host": "smtp.example.org", "user": "alerts", "fromEmail": "alerts@example.org"},
                   "monitoring": {"alertEmail": ["ops@example.org"]}}
@@ -68,17 +72,21 @@ def prometheus_tree(run: harness.Run, into: Path) -> Path:
     return into / mc.CONFIG_FILE
 
 
+def test_the_unit_tests_are_written_for_prods_backup_periods():
+    assert UNIT_SPEC.backup_stale_after == {
+        "postgres": timedelta(minutes=75), "offsite": timedelta(minutes=75),
+        "redis": timedelta(hours=26), "qdrant": timedelta(hours=26), "minio": timedelta(hours=26)}
+
+
 @pytest.mark.parametrize("stack", MONITORED)
 def test_promtool_accepts_each_stacks_config_with_its_rules_and_targets(runs, stack, tmp_path):
     promtool = need("promtool")
     output = run_tool(promtool, "check", "config", str(prometheus_tree(runs[stack], tmp_path)))
     assert "is valid prometheus config file syntax" in output
     rule_files = sorted((tmp_path / mc.RULES_DIR).glob("*.yml"))
-    if stack == "prod":
-        assert f"SUCCESS: {len(rule_files)} rule files found" in output
-        assert {f.name for f in rule_files} == {"availability.yml", "app.yml", "resources.yml", "backups.yml"}
-    else:
-        assert rule_files == []
+    # Both page: each keeps off-site copies (settings/load.py).
+    assert f"SUCCESS: {len(rule_files)} rule files found" in output
+    assert {f.name for f in rule_files} == RULE_FILES
     # The targets files exist, so promtool read them too instead of warning.
     assert "WARNING" not in output and "does not exist" not in output
 
@@ -89,17 +97,20 @@ def test_promtool_accepts_every_rule_file(runs, tmp_path):
     rule_files = sorted(str(f) for f in (tmp_path / mc.RULES_DIR).glob("*.yml"))
     output = run_tool(promtool, "check", "rules", *rule_files)
     counts = [int(n) for n in re.findall(r"SUCCESS: (\d+) rules found", output)]
-    assert len(counts) == len(rule_files) == 4
-    # 15: the daily and hourly backup cadences each get their own BackupStale/BackupMissing.
-    assert sum(counts) == sum(len(g.rules) for g in UNIT_SPEC.groups()) == 15
+    assert len(counts) == len(rule_files) == len(RULE_FILES)
+    # 24: the daily and hourly backup cadences each get their own BackupStale/BackupMissing,
+    # and every alert that reports a figure has its twin for absent series.
+    assert sum(counts) == sum(len(g.rules) for g in UNIT_SPEC.groups()) == 24
 
 
 def test_promtool_rule_unit_tests_pass(tmp_path):
     promtool = need("promtool")
     for name, text in UNIT_SPEC.files().items():
         (tmp_path / name).write_text(text)
-    shutil.copy(UNIT_TESTS, tmp_path / UNIT_TESTS.name)
-    assert "SUCCESS" in run_tool(promtool, "test", "rules", str(tmp_path / UNIT_TESTS.name))
+    for tests in UNIT_TESTS:
+        shutil.copy(tests, tmp_path / tests.name)
+    output = run_tool(promtool, "test", "rules", *(str(tmp_path / t.name) for t in UNIT_TESTS))
+    assert output.count("SUCCESS") == len(UNIT_TESTS) == 2
 
 
 def _seconds(duration: str) -> int:
@@ -109,30 +120,95 @@ def _seconds(duration: str) -> int:
     return total
 
 
-def test_every_alert_has_a_firing_and_a_quiet_unit_test_after_its_for(runs):
-    tests = yaml.safe_load(UNIT_TESTS.read_text())
-    assert tests["rule_files"] == list(UNIT_SPEC.files())
-    fires: dict[str, int] = {}
-    quiet: dict[str, int] = {}
-    for case in tests["tests"]:
-        for check in case["alert_rule_test"]:
-            seen = fires if check["exp_alerts"] else quiet
-            name, at = check["alertname"], _seconds(check["eval_time"])
-            seen[name] = max(seen.get(name, 0), at)
-            for alert in check["exp_alerts"]:
-                assert alert["exp_annotations"]["summary"] and alert["exp_labels"]["severity"], name
-    longest_for: dict[str, int] = {}
+def _cases() -> Iterator[tuple[str, str, dict]]:
+    """(alert, kind, case) of every unit test case, named "<Alert> <kind>: ..."."""
+    for path in UNIT_TESTS:
+        tests = yaml.safe_load(path.read_text())
+        assert set(tests["rule_files"]) <= set(UNIT_SPEC.files()), path.name
+        for case in tests["tests"]:
+            name = CASE_NAME.fullmatch(case["name"])
+            assert name, f"{path.name}: {case['name']!r} is not named '<Alert> fires|quiet|absent: …'"
+            yield name["alert"], name["kind"], case
+
+
+SELECTOR = re.compile(r"([a-zA-Z_:][a-zA-Z0-9_:]*)\{([^}]*)\}")
+MATCHER = re.compile(r'(\w+)\s*(=~|!=|=)\s*"([^"]*)"')
+
+
+def _selectors(expr: str) -> set[str]:
+    """The series selectors of an expression (every selector here has matchers)."""
+    return {m[0] for m in SELECTOR.finditer(expr)}
+
+
+def _matches(selector: str, series: str) -> bool:
+    name, matchers = SELECTOR.fullmatch(selector).groups()
+    series_name, labels = SELECTOR.fullmatch(series).groups()
+    values = {k: v for k, _, v in MATCHER.findall(labels)}
+    ok = {"=": lambda a, b: a == b, "!=": lambda a, b: a != b, "=~": lambda a, b: re.fullmatch(b, a) is not None}
+    return name == series_name and all(ok[op](values.get(k, ""), v) for k, op, v in MATCHER.findall(matchers))
+
+
+def _unmatched(selectors: set[str], case: dict) -> set[str]:
+    """The selectors no live input series of a case matches (a series that goes stale is not live)."""
+    live = [s["series"] for s in case["input_series"] if "stale" not in str(s["values"])]
+    return {sel for sel in selectors if not any(_matches(sel, series) for series in live)}
+
+
+def _checks(case: dict, alert: str) -> list[dict]:
+    checks = [c for c in case["alert_rule_test"] if c["alertname"] == alert]
+    assert checks, f"{case['name']}: checks no {alert}"
+    return checks
+
+
+def test_every_rendered_alert_has_a_firing_a_quiet_and_an_absent_series_case(runs):
+    """Kind 4 of issue 12: every alert fires when its series are absent, and no rule
+    can skip a case: the alerts are enumerated from what the program renders."""
+    rules: dict[str, list] = {}
     for group in UNIT_SPEC.groups():
         for rule in group.rules:
-            longest_for[rule.alert] = max(longest_for.get(rule.alert, 0), _seconds(rule.for_))
-    assert set(fires) == set(quiet) == set(longest_for)
-    for name, for_ in longest_for.items():
-        assert quiet[name] > for_, f"{name}: its quiet test must look after its `for` ({for_}s)"
-    # What prod deploys is exactly what the unit tests cover.
-    prod_rules = uploads(runs["prod"], "prometheus", mc.CONFIG_DIR)
-    prod_alerts = {rule["alert"] for name, text in prod_rules.items() if name.startswith(mc.RULES_DIR)
-                   for group in yaml.safe_load(text)["groups"] for rule in group["rules"]}
-    assert prod_alerts == set(longest_for)
+            rules.setdefault(rule.alert, []).append(rule)
+    reads = {alert: set().union(*(_selectors(r.expr) for r in of)) for alert, of in rules.items()}
+    longest_for = {alert: max(_seconds(r.for_) for r in of) for alert, of in rules.items()}
+    seen: dict[str, set[str]] = {alert: set() for alert in rules}
+    for alert, kind, case in _cases():
+        assert alert in rules, f"{case['name']}: no such alert is rendered"
+        checks, unmatched = _checks(case, alert), _unmatched(reads[alert], case)
+        for check in checks:
+            for fired in check["exp_alerts"]:
+                assert fired["exp_annotations"]["summary"] and fired["exp_labels"]["severity"], case["name"]
+        if kind == "fires":
+            assert any(c["exp_alerts"] for c in checks), f"{case['name']}: {alert} never expected to fire"
+        elif kind == "quiet":
+            # Quiet with what it reads present, looked at after its longest `for` (not merely pending).
+            assert not unmatched, f"{case['name']}: no series for {unmatched}"
+            assert all(not c["exp_alerts"] for c in checks), case["name"]
+            assert max(_seconds(c["eval_time"]) for c in checks) > longest_for[alert], (
+                f"{case['name']}: must look after {alert}'s `for` ({longest_for[alert]}s)")
+        else:
+            # A series it reads never there, or gone stale (a failed scrape, a vanished file), and it fires.
+            assert unmatched, f"{case['name']}: every series {alert} reads is there"
+            assert any(c["exp_alerts"] for c in checks), f"{case['name']}: {alert} must fire"
+        seen[alert].add(kind)
+    missing = {alert: sorted({"fires", "quiet", "absent"} - kinds) for alert, kinds in seen.items()
+               if kinds != {"fires", "quiet", "absent"}}
+    assert not missing, f"alerts without these unit test cases: {missing}"
+    # What the stacks deploy is exactly what the unit tests cover.
+    for stack in MONITORED:
+        deployed = {rule["alert"] for name, text in uploads(runs[stack], "prometheus", mc.CONFIG_DIR).items()
+                    if name.startswith(mc.RULES_DIR) for group in yaml.safe_load(text)["groups"]
+                    for rule in group["rules"]}
+        assert deployed == set(rules), stack
+
+
+def test_the_twins_for_absent_series_say_so_and_show_no_value():
+    """An alert that reports a figure fires on absent series through a rule of the same
+    name labelled data="absent": absent() has no figure to show, only labels."""
+    twins = [r for g in UNIT_SPEC.groups() for r in g.rules if r.labels.get("data") == ABSENT["data"]]
+    assert {r.alert for r in twins} == {"HighErrorRate", "HighMemoryUsage", "DataDiskAlmostFull", "DataDiskFillingUp",
+                                        "PostgresWalArchiveFailing", "PostgresWalArchiveBacklog"}
+    for rule in twins:
+        assert re.fullmatch(r"absent\(.+\)", rule.expr), rule.alert
+        assert "$value" not in rule.annotations["description"] + rule.annotations["summary"], rule.alert
 
 
 @pytest.mark.parametrize("variant", ["prod", "prod-receivers"])

@@ -14,8 +14,10 @@ from components.monitoring import prometheus as mc
 from settings.defaults import ENVIRONMENTS, IMAGES
 
 FULL = {"prometheus", "postgres-exporter", "redis-exporter", "node-exporter"}
-EXPECTED = {"dev": set(), "stage": FULL, "prod": FULL | {"alertmanager"}}
+EXPECTED = {"dev": set(), "stage": FULL | {"alertmanager"}, "prod": FULL | {"alertmanager"}}
 PROD = harness.stack_config("prod")
+STAGE = harness.stack_config("stage")
+RULE_FILES = ["app.yml", "availability.yml", "backups.yml", "resources.yml", "wal_archiving.yml"]
 GREEN = {"image": "ghcr.io/shia-chatbot/app:1.1.0", "replicas": 2}
 SMTP = {"host": "smtp.example.org", "user": "alerts", "fromEmail": "alerts@example.org"}
 
@@ -95,18 +97,58 @@ def test_prometheus_keeps_its_data_for_the_configured_retention(monitored):
         (f"{env}_prometheus_tsdb", "/prometheus")]
 
 
-def test_rules_and_alertmanager_only_with_alerts(monitored):
+def _prometheus_config(run: harness.Run) -> dict:
+    return yaml.safe_load(content(uploads(run, "prometheus")[f"{mc.CONFIG_DIR}/{mc.CONFIG_FILE}"]))
+
+
+def _rule_files(run: harness.Run) -> list[str]:
+    return sorted(f.rsplit("/", 1)[1] for f in uploads(run, "prometheus") if f.startswith(f"{mc.CONFIG_DIR}/{mc.RULES_DIR}/"))
+
+
+def test_rules_and_alertmanager_with_alerts(monitored):
     run, env = monitored, monitored.stack
-    files = uploads(run, "prometheus")
-    config = yaml.safe_load(content(files[f"{mc.CONFIG_DIR}/{mc.CONFIG_FILE}"]))
-    rules = sorted(f for f in files if f.startswith(f"{mc.CONFIG_DIR}/{mc.RULES_DIR}/"))
-    if env == "stage":
-        assert "rule_files" not in config and "alerting" not in config and rules == []
-    else:
-        assert config["rule_files"] == ["rules/*.yml"]
-        assert config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == ["prod-alertmanager:9093"]
-        assert [f.rsplit("/", 1)[1] for f in rules] == ["app.yml", "availability.yml", "backups.yml", "resources.yml"]
+    config = _prometheus_config(run)
+    assert config["rule_files"] == ["rules/*.yml"]
+    assert config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == [f"{env}-alertmanager:9093"]
+    assert _rule_files(run) == RULE_FILES
     assert config["global"]["external_labels"] == {"environment": env}
+
+
+def test_level_full_scrapes_without_rules_or_alertmanager():
+    # Allowed only where the off-site copies are not in S3 (settings/load.py).
+    run = ok("stage", {**STAGE, "backups": {"offsite": "minio"}, "monitoring": {"level": "full"}})
+    config = _prometheus_config(run)
+    assert "rule_files" not in config and "alerting" not in config and _rule_files(run) == []
+    assert "stage-alertmanager" not in run.containers() and "stage-prometheus" in run.containers()
+
+
+@pytest.mark.parametrize("stack", ["stage", "prod"])
+def test_a_stack_with_offsite_copies_pages_when_its_backup_job_stops_or_keeps_failing(stack):
+    """Issue 12, kind 2: every stack whose backups go off-site to S3 mails its alerts
+    to someone, and has rules for a job that fails, stops or never ran, per service
+    and for the off-site step (settings/load.py refuses it otherwise)."""
+    run = ok(stack, harness.stack_config(stack))
+    assert ENVIRONMENTS[stack]["backups"]["offsite"] == "s3"
+    (receiver,) = yaml.safe_load(content(uploads(run, "alertmanager")[f"{am.CONFIG_DIR}/{am.CONFIG_FILE}"]))["receivers"]
+    assert receiver["email_configs"], "nobody would be paged"
+    rules = yaml.safe_load(content(uploads(run, "prometheus")[f"{mc.CONFIG_DIR}/{mc.RULES_DIR}/backups.yml"]))
+    covered: dict[str, set[str]] = {}
+    for rule in rules["groups"][0]["rules"]:
+        services = set(re.findall(r'service=~?"([^"]+)"', rule["expr"])) or {"*"}
+        covered.setdefault(rule["alert"], set()).update(s for group in services for s in group.split("|"))
+    services = {"postgres", "redis", "qdrant", "minio", "offsite"}
+    assert covered == {"BackupFailed": {"*"}, "BackupStale": services, "BackupMissing": services}
+
+
+def test_flower_drops_a_silent_worker_so_that_celery_worker_down_fires():
+    """A killed worker stays `online` in Flower's metrics unless Flower drops it once
+    its heartbeats stop (components/monitoring/rules.py, CeleryWorkerDown)."""
+    run = ok("prod", PROD)
+    envs = [e for e in run.containers()["prod-flower"].inputs["envs"] if isinstance(e, str)]
+    assert "FLOWER_PURGE_OFFLINE_WORKERS=60" in envs
+    rules = yaml.safe_load(content(uploads(run, "prometheus")[f"{mc.CONFIG_DIR}/{mc.RULES_DIR}/availability.yml"]))
+    (celery,) = [r for r in rules["groups"][0]["rules"] if r["alert"] == "CeleryWorkerDown"]
+    assert "for over 60 s" in celery["annotations"]["description"]
 
 
 def test_every_job_a_rule_selects_is_scraped():
@@ -184,14 +226,16 @@ def test_node_exporter_serves_the_backup_textfile_and_the_volume_disk_read_only(
 # Prod backs up Postgres hourly and everything daily (components/backups/backups.py):
 # each service is stale after its own period plus the time a run may take.
 @pytest.mark.parametrize("schedule, stale_after", [
-    ("hourly+daily", {"postgres": 4500, "minio|qdrant|redis": 93600}),
-    ("daily", {"minio|postgres|qdrant|redis": 93600}),
+    ("hourly+daily", {"offsite|postgres": 4500, "minio|qdrant|redis": 93600}),
+    ("daily", {"minio|offsite|postgres|qdrant|redis": 93600}),
     ("none", None),
 ])
 def test_backup_staleness_follows_each_services_schedule(schedule, stale_after):
     run = ok("prod", {**PROD, "backups": {"schedule": schedule}})
     files = uploads(run, "prometheus")
     backups = files.get(f"{mc.CONFIG_DIR}/{mc.RULES_DIR}/backups.yml")
+    # WAL archiving runs whatever the schedule, and is watched.
+    assert f"{mc.CONFIG_DIR}/{mc.RULES_DIR}/wal_archiving.yml" in files
     if stale_after is None:
         assert backups is None
         return
@@ -230,8 +274,9 @@ def test_committed_prod_mails_its_alerts_to_on_call():
 
 
 def test_without_a_receiver_alertmanager_still_runs_with_an_empty_one():
+    # Only where the off-site copies are not in S3 (settings/load.py).
     without = {k: v for k, v in PROD.items() if k not in ("smtp", "monitoring")}
-    run = ok("prod", without)
+    run = ok("prod", {**without, "backups": {"offsite": "minio"}})
     config = yaml.safe_load(content(uploads(run, "alertmanager")[f"{am.CONFIG_DIR}/{am.CONFIG_FILE}"]))
     assert config["receivers"] == [{"name": am.RECEIVER}] and "global" not in config
 

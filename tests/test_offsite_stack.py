@@ -124,7 +124,10 @@ def test_s3_offsite_needs_a_region_and_a_valid_bucket_name():
     raw = {"environment": "stage", "domain": "stage.example.org", "dockerHost": "ssh://deploy@stage.example.org",
            "dockerHostKey": harness.stack_config("stage")["dockerHostKey"],
            "slots": {"blue": {"image": "ghcr.io/shia-chatbot/app:1.0.0", "replicas": 1}},
-           "backups": {"s3Region": None}}
+           "backups": {"s3Region": None},
+           # Off-site copies in S3 must page someone (settings/load.py).
+           "smtp": {"host": "smtp.example.org", "user": "alerts", "fromEmail": "alerts@example.org"},
+           "monitoring": {"alertEmail": ["ops@example.org"]}}
     with pytest.raises(ConfigError, match="needs s3Region"):
         parse(raw, "stage")
     with pytest.raises(ConfigError, match="backups.s3Bucket"):

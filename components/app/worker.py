@@ -10,6 +10,7 @@ containers cannot hold, so a switch replaces it, the old one first.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Optional, Sequence
 
 import pulumi
@@ -20,6 +21,11 @@ from components.secrets import secret_env
 from components.host.docker_host import DockerHost
 from settings.model import SLOT_NAMES, WORKER_CONCURRENCY
 from settings.naming import FLOWER_PORT, Naming
+
+# Flower (2.1.0 and later) drops the metrics of a worker whose heartbeats stopped
+# this long ago; before that a killed worker stayed "online" in them for good, and
+# CeleryWorkerDown (components/monitoring/rules.py) could not fire.
+FLOWER_PURGE_OFFLINE_WORKERS = timedelta(seconds=60)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -108,7 +114,8 @@ class Flower(pulumi.ComponentResource):
                 slot=args.slot,
                 memory_mb=args.memory_mb,
                 command=["celery", "-A", "src.app.tasks", "flower", f"--port={FLOWER_PORT}"],
-                envs=[*args.envs, basic_auth],
+                envs=[*args.envs, basic_auth,
+                      f"FLOWER_PURGE_OFFLINE_WORKERS={int(FLOWER_PURGE_OFFLINE_WORKERS.total_seconds())}"],
                 networks=networks,
                 ports=ports,
                 healthcheck=Healthcheck(

@@ -216,10 +216,12 @@ class Monitoring(pulumi.ComponentResource):
 
     def _rules_spec(self) -> RulesSpec:
         a = self._args
-        # No textfile to read means no evidence either way: no backup rules then.
-        stale_after = backup_stale_after(a.backup_schedule) if a.backup_metrics_volume is not None else {}
+        # No textfile to read means no evidence either way: no backup or WAL rules then.
+        # With one, WAL archiving is watched whatever the schedule: every stack archives.
+        textfile = a.backup_metrics_volume is not None
+        stale_after = backup_stale_after(a.backup_schedule) if textfile else {}
         return RulesSpec(environment=a.naming.env, memory_limit_mb={job: a.memory_mb[job] for job in MEMORY_METRICS},
-                         backup_stale_after=stale_after)
+                         backup_stale_after=stale_after, wal_archiving=textfile)
 
     def _targets(self, prometheus: Deployed) -> None:
         """One step per targets file, into the running Prometheus: written aside, then

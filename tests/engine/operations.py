@@ -148,9 +148,11 @@ def _catalog() -> list[Operation]:
         Operation("add a provider key", "pulumi config set --secret openaiApiKey …, make up STACK=prod", prod,
                   State("prod", prod.config, {"openaiApiKey": provider_key("openai")}),
                   may_replace=frozenset(_app(prod))),
+        # From level full, which only a stack without off-site copies in S3 may run (settings/load.py).
         Operation("turn alerts on", "monitoring.level full+alerts, make up STACK=stage",
-                  State("stage", harness.stack_config("stage")),
-                  State("stage", changed(harness.stack_config("stage"), "monitoring.level", "full+alerts")),
+                  State("stage", without_alerts := changed(changed(harness.stack_config("stage"), "backups.offsite",
+                                                                   "minio"), "monitoring.level", "full")),
+                  State("stage", changed(without_alerts, "monitoring.level", "full+alerts")),
                   may_replace=frozenset({"stage-prometheus"})),
         Operation("turn TLS on", "tls.enabled true and domain, make up STACK=dev",
                   State("dev", harness.stack_config("dev")),
