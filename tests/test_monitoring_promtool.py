@@ -74,8 +74,10 @@ def prometheus_tree(run: harness.Run, into: Path) -> Path:
 
 def test_the_unit_tests_are_written_for_prods_backup_periods():
     assert UNIT_SPEC.backup_stale_after == {
-        "postgres": timedelta(minutes=75), "offsite": timedelta(minutes=75),
-        "redis": timedelta(hours=26), "qdrant": timedelta(hours=26), "minio": timedelta(hours=26)}
+        "postgres": timedelta(minutes=75), "offsite-postgres": timedelta(minutes=75),
+        "redis": timedelta(hours=26), "qdrant": timedelta(hours=26), "minio": timedelta(hours=26),
+        "offsite-redis": timedelta(hours=26), "offsite-qdrant": timedelta(hours=26),
+        "offsite-minio": timedelta(hours=26)}
 
 
 @pytest.mark.parametrize("stack", MONITORED)

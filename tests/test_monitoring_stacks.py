@@ -136,7 +136,8 @@ def test_a_stack_with_offsite_copies_pages_when_its_backup_job_stops_or_keeps_fa
     for rule in rules["groups"][0]["rules"]:
         services = set(re.findall(r'service=~?"([^"]+)"', rule["expr"])) or {"*"}
         covered.setdefault(rule["alert"], set()).update(s for group in services for s in group.split("|"))
-    services = {"postgres", "redis", "qdrant", "minio", "offsite"}
+    services = {"postgres", "redis", "qdrant", "minio"}
+    services |= {f"offsite-{s}" for s in services}
     assert covered == {"BackupFailed": {"*"}, "BackupStale": services, "BackupMissing": services}
 
 
@@ -226,8 +227,9 @@ def test_node_exporter_serves_the_backup_textfile_and_the_volume_disk_read_only(
 # Prod backs up Postgres hourly and everything daily (components/backups/backups.py):
 # each service is stale after its own period plus the time a run may take.
 @pytest.mark.parametrize("schedule, stale_after", [
-    ("hourly+daily", {"offsite|postgres": 4500, "minio|qdrant|redis": 93600}),
-    ("daily", {"minio|offsite|postgres|qdrant|redis": 93600}),
+    ("hourly+daily", {"offsite-postgres|postgres": 4500,
+                      "minio|offsite-minio|offsite-qdrant|offsite-redis|qdrant|redis": 93600}),
+    ("daily", {"minio|offsite-minio|offsite-postgres|offsite-qdrant|offsite-redis|postgres|qdrant|redis": 93600}),
     ("none", None),
 ])
 def test_backup_staleness_follows_each_services_schedule(schedule, stale_after):

@@ -42,17 +42,19 @@ from pydantic import Field
 from components.app.worker import FLOWER_PURGE_OFFLINE_WORKERS
 from components.monitoring.prometheus import DISK_PROBE_PATH, YamlModel, header
 from components.backups.backups import backup_periods
+from components.backups.pgbackrest import ARCHIVE_TIMEOUT_SECONDS
 from settings.model import BackupSchedule
 
 # The label that marks the twin of an alert that fires because its series are absent.
 ABSENT = {"data": "absent"}
 
 # Written by the backup job into its textfile (components/backups/image/lib/common.sh),
-# read by node-exporter, per service: postgres, redis, qdrant, minio and offsite (the
-# off-site step of a run). A service that never succeeded reports a success time of 0.
+# read by node-exporter, per service: postgres, redis, qdrant, minio and, for each,
+# offsite-<service> (its off-site copy). A service that never succeeded reports a
+# success time of 0.
 BACKUP_SUCCESS_METRIC = "shia_chatbot_backup_last_success_timestamp_seconds"
 BACKUP_STATUS_METRIC = "shia_chatbot_backup_last_status"  # 1 verified, 0 failed
-OFFSITE = "offsite"
+OFFSITE = "offsite-"  # + the service whose off-site copy it is
 
 # From pg_stat_archiver, written every minute by the backup job's `lib/postgres.sh
 # metrics` into its own textfile (shia_chatbot_wal.prom); timestamps are 0 until the first.
@@ -62,7 +64,7 @@ WAL_READY_SEGMENTS = "shia_chatbot_postgres_wal_ready_segments"
 WAL_METRICS_TIMESTAMP = "shia_chatbot_postgres_wal_metrics_timestamp_seconds"
 # PostgreSQL's archive_timeout: a segment with any write in it is closed, and so
 # archived, within a minute. That is the recovery point goal (<= 1 minute).
-ARCHIVE_TIMEOUT = timedelta(seconds=60)
+ARCHIVE_TIMEOUT = timedelta(seconds=ARCHIVE_TIMEOUT_SECONDS)
 WAL_METRICS_PERIOD = timedelta(minutes=1)  # the cron line that writes them
 # The archiver retries a failing segment 3 times, then waits 60 s (PostgreSQL's
 # pgarch.c), and the file is refreshed every minute: a newest attempt that still
@@ -83,12 +85,11 @@ WAL_METRICS_STALE_AFTER = 3 * WAL_METRICS_PERIOD
 def backup_stale_after(schedule: BackupSchedule) -> dict[str, timedelta]:
     """service -> when its newest backup is stale: one whole period of the backup
     job's own schedule (components/backups/backups.py), plus time for the next run to
-    finish: 15 minutes for an hourly job, 2 hours for a daily one. `offsite` too:
-    every run brings the off-site copies up to date, so its period is the shortest.
-    Empty for schedule `none`."""
+    finish: 15 minutes for an hourly job, 2 hours for a daily one. Each service's
+    off-site copy (`offsite-<service>`) on the same period: every run brings it
+    up to date. Empty for schedule `none`."""
     periods = backup_periods(schedule)
-    if periods:
-        periods[OFFSITE] = min(periods.values())
+    periods |= {OFFSITE + service: period for service, period in periods.items()}
     return {service: period + (timedelta(minutes=15) if period <= timedelta(hours=1) else timedelta(hours=2))
             for service, period in periods.items()}
 
