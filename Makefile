@@ -102,11 +102,20 @@ BACKUP_CONTAINER = $(ENVIRONMENT)-backup
 backup: ## Back up every data service of STACK now
 	docker exec $(BACKUP_CONTAINER) /opt/shia-backup/bin/backup all --reason manual
 
-# BACKUP defaults to latest; a set that is only off-site is fetched first.
-# DATABASE (postgres only): restore into that database instead of the live one.
-restore: ## Restore SERVICE=postgres|redis|qdrant|minio of STACK [BACKUP=<set>] [DATABASE=<name>]
-	@test -n "$(SERVICE)" || { echo "usage: make restore STACK=prod SERVICE=postgres|redis|qdrant|minio [BACKUP=<set>|latest] [DATABASE=<name>]"; exit 2; }
-	docker exec $(BACKUP_CONTAINER) /opt/shia-backup/bin/restore $(SERVICE) $(or $(BACKUP),latest) $(if $(DATABASE),--database $(DATABASE))
+# PostgreSQL comes back whole, to a point in time (TARGET: latest, a restore
+# point such as pre-migration-blue-..., or a UTC time "2026-11-30 03:14:00"),
+# stopped and started from the host; the others online, from a restic snapshot
+# (SNAPSHOT: latest or an id; OFFSITE=1 reads the off-site repository).
+restore: ## Restore SERVICE=postgres TARGET=<point|time|latest>, or SERVICE=redis|qdrant|minio [SNAPSHOT=<id>] [OFFSITE=1], of STACK
+	@case "$(SERVICE)" in postgres) test -n "$(TARGET)" ;; redis|qdrant|minio) ;; *) false ;; esac || { \
+	  echo "usage: make restore STACK=prod SERVICE=postgres TARGET=<restore point|UTC time|latest>"; \
+	  echo "       make restore STACK=prod SERVICE=redis|qdrant|minio [SNAPSHOT=<id>|latest] [OFFSITE=1]"; exit 2; }
+ifeq ($(SERVICE),postgres)
+	POSTGRES_CONTAINER=$(ENVIRONMENT)-postgres BACKUP_CONTAINER=$(BACKUP_CONTAINER) \
+	  sh components/backups/scripts/postgres-restore.sh "$(TARGET)"
+else
+	docker exec $(BACKUP_CONTAINER) /opt/shia-backup/bin/restore $(SERVICE) $(or $(SNAPSHOT),latest) $(if $(OFFSITE),--offsite)
+endif
 
 # Connections come from the PROMOTE_* variables (docs/promotion.md).
 promote: setup ## Copy approved documents FROM=stage TO=prod [SINCE=date] [DRY_RUN=1]
