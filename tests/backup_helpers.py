@@ -8,6 +8,10 @@ ports in world-readable temp directories. Passwords are made per run.
 
 from __future__ import annotations
 
+import base64
+import ctypes
+import ctypes.util
+import hashlib
 import importlib.machinery
 import importlib.util
 import json
@@ -21,6 +25,7 @@ import tempfile
 import time
 import urllib.request
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Optional
 from xml.etree import ElementTree
@@ -267,34 +272,84 @@ MINIO_STANDIN = STANDINS / "minio" / "minio_standin.py"
 STANDIN_MC = STANDINS / "minio" / "mc"
 
 
-_TEMPLATE: dict[str, str] = {}  # path and password of this session's empty repository
+_TEMPLATES: dict[str, str] = {}  # name -> path of this session's empty repositories
+_TEMPLATE_PASSWORD = password()
 
 
-def _template_repository() -> tuple[str, str]:
-    """An empty restic repository made once per test session: `restic init`
-    costs seconds (it calibrates its key derivation), a copy milliseconds."""
-    if not _TEMPLATE:
-        folder = Path(tempfile.mkdtemp(prefix="shia-restic-template-")) / "restic"
-        secret = password()
-        subprocess.run([need("restic"), "init", "-r", str(folder)], env={**os.environ, "RESTIC_PASSWORD": secret},
-                       capture_output=True, check=True)
-        _TEMPLATE.update(path=str(folder), password=secret)
-    return _TEMPLATE["path"], _TEMPLATE["password"]
+def _template_repository(name: str) -> str:
+    """An empty restic repository made once per test session (copies cost
+    milliseconds), with a cheap key (see _cheap_key); the password is
+    _TEMPLATE_PASSWORD. Templates of different names are different repositories
+    (ids, keys), as a local and an off-site one are."""
+    if name not in _TEMPLATES:
+        folder = Path(tempfile.mkdtemp(prefix=f"shia-restic-{name}-")) / "restic"
+        env = {**os.environ, "RESTIC_PASSWORD": _TEMPLATE_PASSWORD}
+        subprocess.run([need("restic"), "init", "-r", str(folder)], env=env, capture_output=True, check=True)
+        _cheap_key(folder, env)
+        _TEMPLATES[name] = str(folder)
+    return _TEMPLATES[name]
 
 
-def restic_env(workdir: Path, initialised: bool = True, **env: str) -> dict[str, str]:
-    """What lib/restic.sh reads, for a repository in workdir/backups/restic
-    (environment `test`, 24 hourly and 7 daily kept). Initialised: a copy of
-    this session's empty repository (its generated password); otherwise none
-    yet, for the scripts to create."""
+def restic_repository(folder: Path, name: str = "local") -> Path:
+    """folder, made an empty restic repository (password: _TEMPLATE_PASSWORD)."""
+    shutil.copytree(_template_repository(name), folder)
+    return folder
+
+
+def _cheap_key(repository: Path, env: dict[str, str]) -> None:
+    """Replace the repository's key by one for the same password and master key
+    whose scrypt costs N=1024, p=1. restic calibrates its key derivation at
+    `init` to take about 0.5 s, and every command pays it again: the tests run
+    about a hundred. The key file and its sealing (AES-256-CTR, then Poly1305
+    keyed with r and AES-128(k, nonce)) are restic's, from
+    internal/repository/key.go and internal/crypto/crypto.go; restic opening the
+    repository after is the check."""
+    master = subprocess.run([need("restic"), "-r", str(repository), "cat", "masterkey"], env=env,
+                            capture_output=True, check=True).stdout
+    salt, nonce = os.urandom(64), os.urandom(16)
+    derived = hashlib.scrypt(env["RESTIC_PASSWORD"].encode(), salt=salt, n=1024, r=8, p=1, dklen=64)
+    ciphertext = _aes("EVP_aes_256_ctr", derived[:32], nonce, master)
+    tag = _poly1305(derived[48:64], _aes("EVP_aes_128_ecb", derived[32:48], None, nonce), ciphertext)
+    created = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    key = json.dumps({"created": created, "username": "test", "hostname": "test", "kdf": "scrypt",
+                      "N": 1024, "r": 8, "p": 1, "salt": base64.b64encode(salt).decode(),
+                      "data": base64.b64encode(nonce + ciphertext + tag).decode()}).encode()
+    for old in (repository / "keys").iterdir():
+        old.unlink()
+    (repository / "keys" / hashlib.sha256(key).hexdigest()).write_bytes(key)
+
+
+def _aes(cipher: str, key: bytes, iv: Optional[bytes], data: bytes) -> bytes:
+    """AES from OpenSSL's libcrypto (in process: no key on a command line)."""
+    crypto = ctypes.CDLL(ctypes.util.find_library("crypto"))
+    crypto.EVP_CIPHER_CTX_new.restype = ctypes.c_void_p
+    getattr(crypto, cipher).restype = ctypes.c_void_p
+    context = ctypes.c_void_p(crypto.EVP_CIPHER_CTX_new())
+    out, length = ctypes.create_string_buffer(len(data) + 32), ctypes.c_int(0)
+    try:
+        assert crypto.EVP_EncryptInit_ex(context, ctypes.c_void_p(getattr(crypto, cipher)()), None, key, iv) == 1
+        crypto.EVP_CIPHER_CTX_set_padding(context, 0)
+        assert crypto.EVP_EncryptUpdate(context, out, ctypes.byref(length), data, len(data)) == 1
+    finally:
+        crypto.EVP_CIPHER_CTX_free(context)
+    return out.raw[:length.value]
+
+
+def _poly1305(r: bytes, s: bytes, message: bytes) -> bytes:
+    clamped = int.from_bytes(r, "little") & 0x0ffffffc0ffffffc0ffffffc0fffffff
+    prime, total = (1 << 130) - 5, 0
+    for i in range(0, len(message), 16):
+        total = (total + int.from_bytes(message[i:i + 16] + b"\x01", "little")) * clamped % prime
+    return ((total + int.from_bytes(s, "little")) % (1 << 128)).to_bytes(16, "little")
+
+
+def restic_env(workdir: Path, **env: str) -> dict[str, str]:
+    """What lib/restic.sh reads, for a repository in workdir/backups/restic, a copy
+    of this session's empty one (environment `test`, 24 hourly and 7 daily kept)."""
     need("restic")
     need("jq")
     backups = workdir / "backups"
-    repository, secret = backups / "restic", password()
-    if initialised:
-        template, secret = _template_repository()
-        shutil.copytree(template, repository)
-    base = {"RESTIC_REPOSITORY": str(repository), "RESTIC_PASSWORD": secret,
+    base = {"RESTIC_REPOSITORY": str(restic_repository(backups / "restic")), "RESTIC_PASSWORD": _TEMPLATE_PASSWORD,
             "RESTIC_CACHE_DIR": str(backups / ".cache" / "restic"), "BACKUP_STAGING": str(backups / "staging"),
             "BACKUP_ENV": "test", "RESTIC_KEEP_HOURLY": "24", "RESTIC_KEEP_DAILY": "7"}
     return {**base, **env}

@@ -109,17 +109,16 @@ restore() {
         "(a backup while $QDRANT_COLLECTION did not exist records no snapshot)"
     work=$(mktemp -d "$BACKUP_STAGING/.restore-qdrant.XXXXXX")
     trap 'rm -rf "$work"' EXIT
-    for file in collection.snapshot collection.info; do
-        checked restic -r "$found_repo" dump "$found_id" "$staging/$file" > "$work/$file" ||
-            die "cannot read $file of snapshot $found_id"
-    done
-    expected=$(sed -n 's/^points=//p' "$work/collection.info")
-    checksum=$(sed -n 's/^sha256=//p' "$work/collection.info")
-    [ "$(sha256 "$work/collection.snapshot")" = "$checksum" ] ||
+    checked restic -r "$found_repo" restore "$found_id" --target "$work" --verify >&2 ||
+        die "cannot restore snapshot $found_id"
+    files=$work$staging
+    expected=$(sed -n 's/^points=//p' "$files/collection.info")
+    checksum=$(sed -n 's/^sha256=//p' "$files/collection.info")
+    [ "$(sha256 "$files/collection.snapshot")" = "$checksum" ] ||
         die "the Qdrant snapshot in $found_id does not match its checksum"
 
     reply=$(api POST "$collection/snapshots/upload?priority=snapshot&wait=true&checksum=$checksum" \
-        --form "snapshot=@$work/collection.snapshot") || die "recovery of $QDRANT_COLLECTION failed: $reply"
+        --form "snapshot=@$files/collection.snapshot") || die "recovery of $QDRANT_COLLECTION failed: $reply"
     [ "$(printf '%s' "$reply" | jq -r '.status')" = ok ] || die "recovery of $QDRANT_COLLECTION failed: $reply"
     actual=$(points)
     [ "$actual" = "$expected" ] || die "after the recovery $QDRANT_COLLECTION holds $actual points, the backup $expected"

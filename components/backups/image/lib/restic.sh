@@ -53,25 +53,23 @@ restic_run() {
     checked restic -r "$_repo" "$@"
 }
 
-# Make sure REPO exists, creating it when nothing is there yet (the first backup,
-# a new off-site bucket). One that is there but will not open (wrong password,
-# unreachable) fails. Further arguments go to `restic init`.
-repo_ready() {
-    _repo=$1
-    shift
-    case $_repo in /*) [ ! -f "$_repo/config" ] || return 0 ;; esac
-    if _out=$(restic -r "$_repo" cat config 2>&1 > /dev/null); then
-        return 0
-    fi
-    case $_out in
+# Whether restic's ERRORS say that nothing is at the repository's place yet
+# (a first backup, a new bucket), as opposed to a repository that is there but
+# will not open (wrong password or credentials, unreachable): only the first
+# may be initialised.
+no_repository() {
+    case $1 in
         *"unable to open config file: stat "*"no such file or directory"* | \
             *"unable to open config file: Stat: The specified key does not exist"* | \
-            *"unable to open config file: Stat: The specified bucket does not exist"*) ;;
-        *)
-            printf '%s\n' "$_out" >&2
-            return 1
-            ;;
+            *"unable to open config file: Stat: The specified bucket does not exist"*) return 0 ;;
     esac
+    return 1
+}
+
+# Create REPO; further arguments go to `restic init`.
+repo_create() {
+    _repo=$1
+    shift
     log "no restic repository at $_repo yet: creating it"
     checked restic -r "$_repo" init "$@" >&2
 }
@@ -87,7 +85,8 @@ snapshot_discard() {
 # its id. A snapshot restic made but called incomplete (exit 3: a file it could
 # not read) is forgotten again.
 snapshot_create() {
-    repo_ready "$RESTIC_REPOSITORY" || die "cannot open the restic repository $RESTIC_REPOSITORY"
+    [ -f "$RESTIC_REPOSITORY/config" ] || repo_create "$RESTIC_REPOSITORY" ||
+        die "cannot create the restic repository $RESTIC_REPOSITORY"
     _status=0
     _out=$(restic_run "$RESTIC_REPOSITORY" backup --json --host "$BACKUP_ENV" \
         --tag "service=$1" --tag "reason=$2" "$(staging_dir "$1")") || _status=$?
@@ -134,14 +133,17 @@ snapshots_of() {
 # apply the same retention there, then check the repository's structure.
 offsite_sync() {
     : "${RESTIC_OFFSITE_REPOSITORY:?RESTIC_OFFSITE_REPOSITORY is not set}"
-    # The local repository is the source of `copy` and of the chunker parameters;
-    # both have the same password.
+    # The local repository is the source of `copy` and of the chunker parameters
+    # of a new off-site one; both have the same password.
     RESTIC_FROM_REPOSITORY=$RESTIC_REPOSITORY RESTIC_FROM_PASSWORD=$RESTIC_PASSWORD
     export RESTIC_FROM_REPOSITORY RESTIC_FROM_PASSWORD
-    repo_ready "$RESTIC_OFFSITE_REPOSITORY" --copy-chunker-params ||
-        die "cannot open the off-site repository $RESTIC_OFFSITE_REPOSITORY"
-    restic_run "$RESTIC_OFFSITE_REPOSITORY" copy --host "$BACKUP_ENV" --path "$(staging_dir "$1")" >&2 ||
-        die "restic copy of $1 to $RESTIC_OFFSITE_REPOSITORY failed"
+    if ! restic_run "$RESTIC_OFFSITE_REPOSITORY" copy --host "$BACKUP_ENV" --path "$(staging_dir "$1")" >&2; then
+        no_repository "$tool_errors" || die "cannot copy $1 to the off-site repository $RESTIC_OFFSITE_REPOSITORY"
+        repo_create "$RESTIC_OFFSITE_REPOSITORY" --copy-chunker-params ||
+            die "cannot create the off-site repository $RESTIC_OFFSITE_REPOSITORY"
+        restic_run "$RESTIC_OFFSITE_REPOSITORY" copy --host "$BACKUP_ENV" --path "$(staging_dir "$1")" >&2 ||
+            die "cannot copy $1 to the off-site repository $RESTIC_OFFSITE_REPOSITORY"
+    fi
     _list=$(snapshots_of "$RESTIC_REPOSITORY" "$1") || die "cannot list the local snapshots of $1"
     _local=$(printf '%s' "$_list" | jq -r 'max_by(.time) | .tree // empty')
     _list=$(snapshots_of "$RESTIC_OFFSITE_REPOSITORY" "$1") || die "cannot list the off-site snapshots of $1"
@@ -169,6 +171,7 @@ find_snapshot() {
             if $t == "latest" then max_by(.time) | .id // empty
             else map(select(.id | startswith($t))) | if length == 1 then .[0].id else empty end end')
         if [ -n "$found_id" ]; then
+            # shellcheck disable=SC2034 # read by the service scripts
             found_repo=$_repo
             log "restoring $1 from snapshot $found_id in $_repo"
             return 0
