@@ -273,17 +273,17 @@ STANDIN_MC = STANDINS / "minio" / "mc"
 
 
 _TEMPLATES: dict[str, str] = {}  # name -> path of this session's empty repositories
-_TEMPLATE_PASSWORD = password()
+TEMPLATE_PASSWORD = password()
 
 
 def _template_repository(name: str) -> str:
     """An empty restic repository made once per test session (copies cost
     milliseconds), with a cheap key (see _cheap_key); the password is
-    _TEMPLATE_PASSWORD. Templates of different names are different repositories
+    TEMPLATE_PASSWORD. Templates of different names are different repositories
     (ids, keys), as a local and an off-site one are."""
     if name not in _TEMPLATES:
         folder = Path(tempfile.mkdtemp(prefix=f"shia-restic-{name}-")) / "restic"
-        env = {**os.environ, "RESTIC_PASSWORD": _TEMPLATE_PASSWORD}
+        env = {**os.environ, "RESTIC_PASSWORD": TEMPLATE_PASSWORD}
         subprocess.run([need("restic"), "init", "-r", str(folder)], env=env, capture_output=True, check=True)
         _cheap_key(folder, env)
         _TEMPLATES[name] = str(folder)
@@ -291,7 +291,7 @@ def _template_repository(name: str) -> str:
 
 
 def restic_repository(folder: Path, name: str = "local") -> Path:
-    """folder, made an empty restic repository (password: _TEMPLATE_PASSWORD)."""
+    """folder, made an empty restic repository (password: TEMPLATE_PASSWORD)."""
     shutil.copytree(_template_repository(name), folder)
     return folder
 
@@ -349,7 +349,7 @@ def restic_env(workdir: Path, **env: str) -> dict[str, str]:
     need("restic")
     need("jq")
     backups = workdir / "backups"
-    base = {"RESTIC_REPOSITORY": str(restic_repository(backups / "restic")), "RESTIC_PASSWORD": _TEMPLATE_PASSWORD,
+    base = {"RESTIC_REPOSITORY": str(restic_repository(backups / "restic")), "RESTIC_PASSWORD": TEMPLATE_PASSWORD,
             "RESTIC_CACHE_DIR": str(backups / ".cache" / "restic"), "BACKUP_STAGING": str(backups / "staging"),
             "BACKUP_ENV": "test", "RESTIC_KEEP_HOURLY": "24", "RESTIC_KEEP_DAILY": "7"}
     return {**base, **env}

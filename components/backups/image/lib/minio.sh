@@ -60,11 +60,12 @@ hex_bytes() {
     }')"
 }
 
-# The multipart ETag of FILE uploaded in PARTS parts of PART_SIZE bytes.
+# The multipart ETag of FILE uploaded in PARTS parts of MIB mebibytes (read a
+# MiB at a time: a part can be large).
 multipart_etag() {
     part=0 digests=""
     while [ "$part" -lt "$3" ]; do
-        digests=$digests$(dd if="$1" bs="$2" skip="$part" count=1 2> /dev/null | md5sum | cut -d ' ' -f 1)
+        digests=$digests$(dd if="$1" bs=$MIB skip=$((part * $2)) count="$2" 2> /dev/null | md5sum | cut -d ' ' -f 1)
         part=$((part + 1))
     done
     printf '%s-%s\n' "$(hex_bytes "$digests" | md5sum | cut -d ' ' -f 1)" "$3"
@@ -78,7 +79,7 @@ multipart_matches() {
         size=$((mib * MIB))
         # The part size must give exactly that many parts.
         if [ $(((parts - 1) * size)) -lt "$3" ] && [ "$3" -le $((parts * size)) ] &&
-            [ "$(multipart_etag "$1" "$size" "$parts")" = "$2" ]; then
+            [ "$(multipart_etag "$1" "$mib" "$parts")" = "$2" ]; then
             return 0
         fi
     done
