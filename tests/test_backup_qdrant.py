@@ -1,150 +1,133 @@
-"""The backup job's Qdrant backup and restore against a stand-in for Qdrant's HTTP API.
+"""The backup job's Qdrant backup and restore (lib/qdrant.sh), against the Qdrant
+stand-in of the real-engine tests (tests/e2e/images/qdrant) run as a local process,
+and a real restic repository.
 
-Qdrant has no Debian package; the stand-in answers the four calls the script
-makes (create, download and delete a snapshot; upload one to recover from) the
-way Qdrant 1.12 documents them, and refuses any call without the api-key.
+The stand-in serves the calls the script makes (collection exists, exact count,
+create/download/delete a snapshot, upload with priority=snapshot) as Qdrant 1.12
+documents them and refuses any call without the api-key; its snapshots are its
+own tar format, so what is compared here is the collection's points before and
+after, not Qdrant's engine.
 """
 
 from __future__ import annotations
 
-import hashlib
-import io
-import json
-import tarfile
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import shutil
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from backup_helpers import BACKUP, RESTORE, busybox_toolbox, metrics, password, run, script_env, sets
+from backup_helpers import (Qdrant, restic_env, restic_files, restic_snapshots, run_lib, script_env, server_dir,
+                            stub_bin)
+from real_tools import need
 
 COLLECTION = "test_documents"
 
 
-def snapshot_archive() -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-        for name, data in (("collection/config.json", b'{"vectors": {"size": 768}}'),
-                           ("collection/segments/0/points.bin", bytes(range(256)) * 64)):
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
-
-
-class FakeQdrant(ThreadingHTTPServer):
-    def __init__(self, api_key: str):
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.api_key = api_key
-        self.archive = snapshot_archive()
-        self.served = self.archive  # what a download returns (a test may spoil it)
-        self.snapshots: set[str] = set()
-        self.uploads: list[tuple[dict, bytes]] = []
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: FakeQdrant
-
-    def log_message(self, *args):
-        pass
-
-    def _reply(self, status: int, body: bytes, kind: str = "application/json"):
-        self.send_response(status)
-        self.send_header("Content-Type", kind)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def _route(self, method: str):
-        if self.headers.get("api-key") != self.server.api_key:
-            return self._reply(403, b'{"status":{"error":"Invalid api-key"}}')
-        url = urlsplit(self.path)
-        query = parse_qs(url.query)
-        base = f"/collections/{COLLECTION}/snapshots"
-        archive = self.server.archive
-        if method == "POST" and url.path == base:
-            name = f"{COLLECTION}-4242-2025-01-01-02-00-00.snapshot"
-            self.server.snapshots.add(name)
-            result = {"name": name, "creation_time": "2025-01-01T02:00:00", "size": len(archive),
-                      "checksum": hashlib.sha256(archive).hexdigest()}
-            return self._reply(200, json.dumps({"result": result, "status": "ok", "time": 0.1}).encode())
-        if url.path.startswith(base + "/") and url.path != base + "/upload":
-            name = url.path.rsplit("/", 1)[1]
-            if name not in self.server.snapshots:
-                return self._reply(404, b'{"status":{"error":"Not found"}}')
-            if method == "GET":
-                return self._reply(200, self.server.served, "application/octet-stream")
-            self.server.snapshots.discard(name)
-            return self._reply(200, b'{"result":true,"status":"ok","time":0.0}')
-        if method == "POST" and url.path == base + "/upload":
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            self.server.uploads.append((query, body))
-            return self._reply(200, b'{"result":true,"status":"ok","time":0.2}')
-        return self._reply(404, b'{"status":{"error":"Not found"}}')
-
-    def do_GET(self):
-        self._route("GET")
-
-    def do_POST(self):
-        self._route("POST")
-
-    def do_DELETE(self):
-        self._route("DELETE")
+def fill(server: Qdrant, count: int = 300) -> None:
+    server.api("PUT", f"/collections/{COLLECTION}", {"vectors": {"size": 4, "distance": "Cosine"}})
+    points = [{"id": i, "vector": [i % 7 + 0.5, i % 3 + 0.25, 1.0, i / count],
+               "payload": {"source": f"kitab-{i // 50}.pdf", "page": i % 50, "text": "بسم الله" if i == 7 else ""}}
+              for i in range(count)]
+    server.api("PUT", f"/collections/{COLLECTION}/points?wait=true", {"points": points})
 
 
 @pytest.fixture
 def qdrant():
-    server = FakeQdrant(password())
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    server = Qdrant(server_dir("shia-backup-qdrant-")).start()
     yield server
-    server.shutdown()
-    server.server_close()
+    server.stop()
+    shutil.rmtree(server.folder, ignore_errors=True)
 
 
-@pytest.fixture(scope="module")
-def toolbox(tmp_path_factory) -> Path:
-    return busybox_toolbox(tmp_path_factory.mktemp("busybox"))
+def qdrant_env(toolbox: Path, tmp_path: Path, server: Qdrant, *extra_path: Path, **extra: str) -> dict[str, str]:
+    need("curl")
+    return script_env(toolbox, tmp_path, *extra_path, **{**restic_env(tmp_path), **server.env(COLLECTION), **extra})
 
 
-def qdrant_env(toolbox: Path, tmp_path: Path, server: FakeQdrant, api_key: str = "") -> dict[str, str]:
-    return script_env(toolbox, tmp_path, QDRANT_URL=server.url, QDRANT_API_KEY=api_key or server.api_key,
-                      QDRANT_COLLECTION=COLLECTION)
-
-
-def test_snapshot_is_downloaded_checked_and_recovered_with_priority_snapshot(qdrant, toolbox, tmp_path):
+def test_a_snapshot_round_trip_brings_back_every_point_even_into_a_new_stack(qdrant, toolbox, tmp_path):
+    fill(qdrant)
+    before = qdrant.points(COLLECTION)
     env = qdrant_env(toolbox, tmp_path, qdrant)
-    backup = run(BACKUP, "qdrant", env=env)
+    backup = run_lib("qdrant", "backup", "daily", env=env)
     assert backup.returncode == 0, backup.stderr
-    (name,) = sets(tmp_path)
-    assert (tmp_path / "backups" / "sets" / name / "qdrant.snapshot").read_bytes() == qdrant.archive
-    assert qdrant.snapshots == set()  # the server's copy was deleted
-    assert metrics(tmp_path)['shia_chatbot_backup_last_status{service="qdrant"}'] == 1
+    (stored,) = restic_snapshots(env, "qdrant")
+    assert backup.stdout == stored["short_id"] + "\n"
+    assert sorted(restic_files(env, stored["id"], "qdrant")) == ["collection.info", "collection.snapshot"]
+    assert list((qdrant.folder / "snapshots").rglob("*.snapshot")) == []  # the server's copy was deleted
+    assert "300 points" in backup.stderr
 
-    restore = run(RESTORE, "qdrant", "latest", env=env)
+    # Points deleted and one changed after the backup: the restore puts the
+    # collection back as it was (priority=snapshot), and counts it.
+    qdrant.api("POST", f"/collections/{COLLECTION}/points/delete?wait=true", {"points": list(range(100))})
+    qdrant.api("PUT", f"/collections/{COLLECTION}/points?wait=true",
+               {"points": [{"id": 150, "vector": [0, 0, 0, 1], "payload": {"source": "changed"}}]})
+    restore = run_lib("qdrant", "restore", "latest", env=env)
     assert restore.returncode == 0, restore.stderr
-    ((query, body),) = qdrant.uploads
-    assert query["priority"] == ["snapshot"]
-    assert query["checksum"] == [hashlib.sha256(qdrant.archive).hexdigest()]
-    assert b'name="snapshot"' in body and qdrant.archive in body
-    assert qdrant.api_key not in backup.stderr + restore.stderr
+    assert qdrant.points(COLLECTION) == before
+    assert "300 points" in restore.stderr
+    assert qdrant.api_key not in backup.stdout + backup.stderr + restore.stdout + restore.stderr
+
+    # A rebuilt stack: Qdrant starts on an empty storage volume; the upload
+    # makes the collection.
+    qdrant.stop()
+    shutil.rmtree(qdrant.folder / "storage")
+    qdrant.start()
+    again = run_lib("qdrant", "restore", stored["short_id"], env=env)
+    assert again.returncode == 0, again.stderr
+    assert qdrant.points(COLLECTION) == before
+
+
+def test_the_first_backup_of_a_new_stack_succeeds_and_stores_nothing(qdrant, toolbox, tmp_path):
+    # The issue's case: the collection does not exist until the app makes it.
+    env = qdrant_env(toolbox, tmp_path, qdrant)
+    backup = run_lib("qdrant", "backup", "daily", env=env)
+    assert backup.returncode == 0, backup.stderr
+    assert backup.stdout == ""
+    assert f"collection {COLLECTION} does not exist yet" in backup.stderr
+    assert restic_snapshots(env, "qdrant") == []
+
+    restore = run_lib("qdrant", "restore", "latest", env=env)
+    assert restore.returncode != 0
+    assert "nothing to restore" in restore.stderr and "did not exist" in restore.stderr
+    assert qdrant.api("GET", f"/collections/{COLLECTION}/exists")["result"]["exists"] is False
+
+
+@pytest.mark.parametrize("fault", ["wrong api key", "server down"])
+def test_an_unanswered_question_is_a_failure_not_a_missing_collection(qdrant, toolbox, tmp_path, fault):
+    # "Not created yet" must come from Qdrant itself: any other failure fails.
+    extra = {"QDRANT_API_KEY": "not-the-key"} if fault == "wrong api key" else {"QDRANT_URL": "http://127.0.0.1:9"}
+    backup = run_lib("qdrant", "backup", "daily", env=qdrant_env(toolbox, tmp_path, qdrant, **extra))
+    assert backup.returncode != 0 and "cannot ask Qdrant" in backup.stderr
+    assert "does not exist yet" not in backup.stderr
 
 
 def test_a_download_that_does_not_match_the_checksum_is_refused(qdrant, toolbox, tmp_path):
-    qdrant.served = qdrant.archive[: len(qdrant.archive) // 2]
-    result = run(BACKUP, "qdrant", env=qdrant_env(toolbox, tmp_path, qdrant))
+    fill(qdrant, 20)
+    # A download spoiled on the way while curl exits 0.
+    curl = need("curl")
+    fake = stub_bin(tmp_path / "fake-bin", "curl", f'''{curl} "$@" || exit
+for arg; do [ "$prev" = --output ] && printf 'x' >> "$arg"; prev=$arg; done
+''')
+    env = qdrant_env(toolbox, tmp_path, qdrant, fake)
+    result = run_lib("qdrant", "backup", "daily", env=env)
     assert result.returncode != 0 and "does not match the checksum" in result.stderr
-    assert sets(tmp_path) == []
-    assert metrics(tmp_path)['shia_chatbot_backup_last_status{service="qdrant"}'] == 0
+    assert restic_snapshots(env, "qdrant") == []
 
 
-def test_a_wrong_api_key_fails_the_backup(qdrant, toolbox, tmp_path):
-    result = run(BACKUP, "qdrant", env=qdrant_env(toolbox, tmp_path, qdrant, api_key=password()))
-    assert result.returncode != 0 and "Invalid api-key" in result.stderr
-    assert sets(tmp_path) == []
+def test_a_collection_written_to_during_every_snapshot_fails_the_backup(qdrant, toolbox, tmp_path):
+    fill(qdrant, 20)
+    # Each count answers one more point than the last (a stand-in for an ingest running).
+    curl = need("curl")
+    counter = tmp_path / "counted"
+    fake = stub_bin(tmp_path / "fake-bin", "curl", f'''case "$*" in
+*points/count*) n=$(cat {counter} 2>/dev/null || echo 20); echo $((n + 1)) > {counter}
+    printf '{{"result":{{"count":%s}},"status":"ok","time":0}}' "$n"; exit 0 ;;
+esac
+exec {curl} "$@"
+''')
+    env = qdrant_env(toolbox, tmp_path, qdrant, fake)
+    result = run_lib("qdrant", "backup", "daily", env=env)
+    assert result.returncode != 0 and "kept changing" in result.stderr
+    assert result.stderr.count("during the snapshot") == 3
+    assert restic_snapshots(env, "qdrant") == []
+    assert list((qdrant.folder / "snapshots").rglob("*.snapshot")) == []  # none left on the server
