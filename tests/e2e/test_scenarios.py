@@ -51,7 +51,7 @@ from engine import plan
 from engine.rules import CONTAINER, LOCAL_COMMAND, RANDOM_PASSWORD
 from settings.defaults import defaults_for
 from settings.naming import Naming
-from settings.secret_names import GENERATED
+from settings.secret_names import GENERATED, ROTATABLE
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -364,48 +364,102 @@ def _psql(env: str, sql: str) -> str:
     return docker("exec", f"{env}-postgres", "psql", "-U", user, "-d", Naming(env).database, "-Atc", sql).stdout.strip()
 
 
-def test_dev_pre_migration_and_scheduled_backups_and_a_restore_in_the_real_containers(dev):
+def _restore_postgres(env: str, target: str) -> subprocess.CompletedProcess:
+    """The operator's path: `make restore SERVICE=postgres TARGET=...` runs this script on the host."""
+    return subprocess.run(["sh", str(ROOT / "components/backups/scripts/postgres-restore.sh"), target],
+                          env={**os.environ, "POSTGRES_CONTAINER": f"{env}-postgres", "BACKUP_CONTAINER": f"{env}-backup"},
+                          capture_output=True, text=True, timeout=600)
+
+
+def _messages(env: str, prefix: str) -> int:
+    return int(_psql(env, f"SELECT count(*) FROM messages WHERE body LIKE '{prefix}%'"))
+
+
+def test_dev_backups_on_pgbackrest_and_restic_and_restores_in_the_real_containers(dev, measure):
     dev.require()
-    # The release's pre-migration backup ran as a step of the up: it printed its set.
+    # The release's pre-migration backup ran as a step of the up: a named restore
+    # point, its WAL archived (a full backup first: this stack had none).
     step = dev.first.named("dev-app-blue-backup")
-    name = step.details["stdout"].strip().splitlines()[-1]
-    assert name.endswith("-pre-migration-blue"), step.output
-    listing = docker("exec", "dev-backup", "ls", f"/backups/sets/{name}").stdout.split()
-    assert {"postgres.dump", "SHA256SUMS"} <= set(listing)
-    offsite = docker("exec", "dev-backup", "mc", "ls", "--recursive", f"offsite/dev-backups/sets/{name}/").stdout
-    assert "postgres.dump" in offsite, offsite
+    service, point = step.details["stdout"].strip().splitlines()[-1].split()
+    assert service == "postgres" and point.startswith("pre-migration-blue-"), step.output
+    measure("dev: pre-migration restore point (first release, full backup included)", step.seconds)
+    init = docker("exec", "dev-backup", "pgbackrest", "info", "--output=json").stdout
+    assert json.loads(init)[0]["status"]["message"] == "ok", init
+
+    # A fresh stack: the collection does not exist yet, the bucket is empty. The
+    # scheduled run still succeeds, and says so honestly (issue 12).
+    fresh = _backup("dev", "all", "--reason", "test")
+    assert fresh.returncode == 0, fresh.stderr
+    assert "does not exist" in fresh.stderr, fresh.stderr
+
+    # Redis keeps its default save points: a backup while a BGSAVE runs (made slow) is not refused.
+    docker("exec", "dev-redis", "redis-cli", "CONFIG", "SET", "rdb-key-save-delay", "20000")
+    docker("exec", "dev-redis", "sh", "-c", "for i in $(seq 1 300); do echo SET e2e:$i $i; done | redis-cli > /dev/null")
+    docker("exec", "dev-redis", "redis-cli", "BGSAVE")
+    saving = docker("exec", "dev-redis", "redis-cli", "INFO", "persistence").stdout
+    assert "rdb_bgsave_in_progress:1" in saving, saving
+    redis_backup = _backup("dev", "redis", "--reason", "test")
+    docker("exec", "dev-redis", "redis-cli", "CONFIG", "SET", "rdb-key-save-delay", "0")
+    assert redis_backup.returncode == 0, redis_backup.stderr
 
     # A stack in use: the collection exists (the app makes it when documents come:
     # its vector size is the embedding model's), rows were written through nginx.
-    # (On a fresh stack `backup all` fails on Qdrant's 404: reported, not asserted.)
     key = harness.unwrap(next(e for e in dev.stack.containers()["dev-qdrant"].inputs["envs"]
                               if e.startswith("QDRANT__SERVICE__API_KEY="))).split("=", 1)[1]
     made = docker("exec", "dev-app-blue-1", "curl", "-sf", "-X", "PUT", "-H", f"api-key: {key}", "-H",
                   "Content-Type: application/json", "-d", '{"vectors": {"size": 4, "distance": "Cosine"}}',
                   "http://dev-qdrant:6333/collections/dev_documents", check=False)
     assert made.returncode == 0, made.stderr
-    for index in range(5):
-        status, _, body = request(8080, "/messages", method="POST",
-                                  body=json.dumps({"body": f"e2e-restore-{index}"}).encode())
-        assert status == 201, body
+
+    def post(prefix: str, count: int) -> None:
+        for index in range(count):
+            status, _, body = request(8080, "/messages", method="POST",
+                                      body=json.dumps({"body": f"{prefix}{index}"}).encode())
+            assert status == 201, body
+    post("e2e-before-", 5)
     scheduled = _backup("dev", "all", "--reason", "test")
     assert scheduled.returncode == 0, scheduled.stderr
-    backup_set = scheduled.stdout.strip().splitlines()[-1]
-    listing = docker("exec", "dev-backup", "ls", f"/backups/sets/{backup_set}").stdout.split()
-    assert {"postgres.dump", "redis.rdb", "qdrant.snapshot", "minio.manifest", "SHA256SUMS"} <= set(listing)
+    ids = dict(line.split(" ", 1) for line in scheduled.stdout.strip().splitlines())
+    assert set(ids) == {"postgres", "redis", "qdrant", "minio"}, scheduled.stdout
     metrics = docker("exec", "dev-backup", "cat", "/metrics/shia_chatbot_backup.prom").stdout
-    for service in ("postgres", "redis", "qdrant", "minio", "offsite"):
-        assert f'shia_chatbot_backup_last_status{{service="{service}"}} 1' in metrics, metrics
+    for name in ("postgres", "redis", "qdrant", "minio", "offsite-redis", "offsite-qdrant", "offsite-minio"):
+        assert f'shia_chatbot_backup_last_status{{service="{name}"}} 1' in metrics, metrics
+    wal = docker("exec", "dev-backup", "sh", "/opt/shia-backup/lib/postgres.sh", "metrics")
+    assert wal.returncode == 0, wal.stderr
+    wal_metrics = docker("exec", "dev-backup", "cat", "/metrics/shia_chatbot_wal.prom").stdout
+    assert "shia_chatbot_postgres_wal_archived_total" in wal_metrics, wal_metrics
+    # Off-site: dev's own MinIO holds restic's repository, read by restic itself.
+    offsite = docker("exec", "dev-backup", "sh", "-c",
+                     'restic -r "$RESTIC_OFFSITE_REPOSITORY" snapshots --json', check=False)
+    assert offsite.returncode == 0 and len(json.loads(offsite.stdout)) >= 3, offsite.stderr
 
-    # Lose the rows, restore the latest set, find them again; the app keeps answering.
-    _psql("dev", "DELETE FROM messages WHERE body LIKE 'e2e-restore-%'")
-    assert _psql("dev", "SELECT count(*) FROM messages WHERE body LIKE 'e2e-restore-%'") == "0"
-    restored = docker("exec", "dev-backup", "/opt/shia-backup/bin/restore", "postgres", "latest", check=False,
-                      timeout=300)
+    # A named restore point between two writes, then PostgreSQL recovered to it from
+    # the host, as an operator would: the rows after it are gone, the rows before stay.
+    marked = _backup("dev", "postgres", "--reason", "pre-migration-e2e")
+    assert marked.returncode == 0, marked.stderr
+    point = marked.stdout.split()[-1]
+    post("e2e-after-", 3)
+    _psql("dev", "DELETE FROM messages WHERE body LIKE 'e2e-before-%'")
+    started = time.monotonic()
+    restored = _restore_postgres("dev", point)
+    measure("dev: PostgreSQL recovered to a restore point (stop, restore, recover, checkpoint)",
+            time.monotonic() - started)
     assert restored.returncode == 0, restored.stderr
-    assert _psql("dev", "SELECT count(*) FROM messages WHERE body LIKE 'e2e-restore-%'") == "5"
+    assert (_messages("dev", "e2e-before-"), _messages("dev", "e2e-after-")) == (5, 0)
     wait_for("the app answers check_services after the restore",
-             lambda: request(8080, "/health?check_services=true")[0] == 200, 30)
+             lambda: request(8080, "/health?check_services=true")[0] == 200, 60)
+    # A target the repository cannot reach is refused before anything stops.
+    postgres_started = inspect("dev-postgres")["State"]["StartedAt"]
+    refused = _restore_postgres("dev", "2001-01-01 00:00:00")
+    assert refused.returncode == 2 and inspect("dev-postgres")["State"]["StartedAt"] == postgres_started
+
+    # Redis online: the live server replicates the snapshot, then serves it.
+    docker("exec", "dev-redis", "redis-cli", "DEL", "e2e:1", "e2e:2")
+    redis_restore = docker("exec", "dev-backup", "/opt/shia-backup/bin/restore", "redis", "latest", check=False,
+                           timeout=300)
+    assert redis_restore.returncode == 0, redis_restore.stderr
+    assert docker("exec", "dev-redis", "redis-cli", "GET", "e2e:2").stdout.strip() == "2"
+    assert_all_healthy(dev.stack)
 
 
 def test_dev_destroy_stops_every_container_with_its_signal_within_its_grace(dev, measure):
@@ -605,7 +659,7 @@ def test_rotating_every_generated_secret_on_the_running_stack(prod, measure):
     load = Load(prod).start()
     try:
         time.sleep(3)
-        applied = prod.up("rotate every generated secret", {**prod.config, "rotation": dict.fromkeys(GENERATED, 1)})
+        applied = prod.up("rotate every generated secret", {**prod.config, "rotation": dict.fromkeys(ROTATABLE, 1)})
         time.sleep(2)
     finally:
         records = load.stop()
@@ -623,7 +677,7 @@ def test_rotating_every_generated_secret_on_the_running_stack(prod, measure):
                                                                       nginx_errors(records))
     assert {replicas.slot(r) for r in records if "error" not in r} == {live}
     new = generated_secrets(prod.stack.run)
-    assert all(old[k] != new[k] for k in GENERATED)
+    assert all(old[k] != new[k] for k in ROTATABLE) and old["resticPassword"] == new["resticPassword"]
     assert_all_healthy(prod.stack)
     env, n = "prod", Naming("prod")
 
