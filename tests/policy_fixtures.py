@@ -179,7 +179,7 @@ def _app_networks(slot: str, index: int) -> list[dict[str, Any]]:
     return [{"name": f"{ENV}-frontend", "aliases": aliases}, {"name": f"{ENV}-backend", "aliases": aliases}]
 
 
-HOURLY_AND_DAILY = ("30 * * * * /opt/shia-backup/bin/backup postgres --reason hourly\n"
+HOURLY_AND_DAILY = ("30 * * * * /opt/shia-backup/bin/backup redis qdrant minio --reason hourly\n"
                     "0 2 * * * /opt/shia-backup/bin/backup all --reason daily\n"
                     "* * * * * sh /opt/shia-backup/lib/postgres.sh metrics\n")
 

@@ -224,11 +224,11 @@ def test_node_exporter_serves_the_backup_textfile_and_the_volume_disk_read_only(
                                      "--collector.textfile", "--collector.textfile.directory=/textfile"]
 
 
-# Prod backs up Postgres hourly and everything daily (components/backups/backups.py):
+# Prod backs up Redis, Qdrant and MinIO hourly and everything daily (components/backups/backups.py):
 # each service is stale after its own period plus the time a run may take.
 @pytest.mark.parametrize("schedule, stale_after", [
-    ("hourly+daily", {"offsite-postgres|postgres": 4500,
-                      "minio|offsite-minio|offsite-qdrant|offsite-redis|qdrant|redis": 93600}),
+    ("hourly+daily", {"minio|offsite-minio|offsite-qdrant|offsite-redis|qdrant|redis": 4500,
+                      "offsite-postgres|postgres": 93600}),
     ("daily", {"minio|offsite-minio|offsite-postgres|offsite-qdrant|offsite-redis|postgres|qdrant|redis": 93600}),
     ("none", None),
 ])

@@ -86,6 +86,9 @@ class PgBackRest(pulumi.ComponentResource):
                                              opts=pulumi.ResourceOptions(parent=self))
         keep = str(retention_full(args.config.retention_days))
         self._plain = {
+            # No configuration file: a package's /etc/pgbackrest.conf (Debian's is
+            # root:postgres 0640) is neither read nor needed.
+            "CONFIG": "/dev/null",
             "STANZA": self.stanza,
             "PG1_PATH": DATA_PATH,
             "PG1_SOCKET_PATH": SOCKET_PATH,
@@ -97,7 +100,9 @@ class PgBackRest(pulumi.ComponentResource):
             "LOG_LEVEL_CONSOLE": "info",
             "LOG_LEVEL_STDERR": "warn",
             "LOG_LEVEL_FILE": "off",
+            # Writable by the server's uid whatever a package made of /var/spool/pgbackrest.
             "LOCK_PATH": "/tmp/pgbackrest",
+            "SPOOL_PATH": "/tmp/pgbackrest",
         }
         offsite = args.offsite
         self.has_offsite = offsite.tls

@@ -23,6 +23,10 @@ die() {
     exit 1
 }
 
+sha256() {
+    sha256sum "$1" | cut -d ' ' -f 1
+}
+
 is_service() {
     case " $ALL_SERVICES " in *" $1 "*) return 0 ;; esac
     return 1
