@@ -8,6 +8,7 @@ ports in world-readable temp directories. Passwords are made per run.
 
 from __future__ import annotations
 
+import atexit
 import base64
 import ctypes
 import ctypes.util
@@ -283,6 +284,7 @@ def _template_repository(name: str) -> str:
     (ids, keys), as a local and an off-site one are."""
     if name not in _TEMPLATES:
         folder = Path(tempfile.mkdtemp(prefix=f"shia-restic-{name}-")) / "restic"
+        atexit.register(shutil.rmtree, folder.parent, True)
         env = {**os.environ, "RESTIC_PASSWORD": TEMPLATE_PASSWORD}
         subprocess.run([need("restic"), "init", "-r", str(folder)], env=env, capture_output=True, check=True)
         if ctypes.util.find_library("crypto"):  # else restic's own key: slower, as correct
