@@ -209,8 +209,8 @@ def simulate(days: int, retention_days: int, scale: float, work: Path) -> None:
                 old = sum(s[service] for s in kept_hourly)
                 old_daily = sum(s[service] for s in kept_daily)
             median = sorted(seconds[service])[len(seconds[service]) // 2]
-            print(f"{service:8} {mb(old):>16} {mb(old_daily):>16} {mb(service_size(envs['hourly'], staging, service)):>16}"
-                  f" {mb(service_size(envs['daily'], staging, service)):>16}   {median:.2f} s")
+            hourly, daily = (service_size(envs[name], staging, service) for name in ("hourly", "daily"))
+            print(f"{service:8} {mb(old):>16} {mb(old_daily):>16} {mb(hourly):>16} {mb(daily):>16}   {median:.2f} s")
         total_old = sum(sum(s.values()) for s in kept_hourly) + sum(data.documents.values())
         total_old_daily = sum(sum(s.values()) for s in kept_daily) + sum(data.documents.values())
         print(f"{'on disk':8} {mb(total_old):>16} {mb(total_old_daily):>16} {mb(folder_size(repos['hourly'])):>16}"

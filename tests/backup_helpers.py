@@ -8,6 +8,7 @@ ports in world-readable temp directories. Passwords are made per run.
 
 from __future__ import annotations
 
+import atexit
 import base64
 import ctypes
 import ctypes.util
@@ -283,9 +284,11 @@ def _template_repository(name: str) -> str:
     (ids, keys), as a local and an off-site one are."""
     if name not in _TEMPLATES:
         folder = Path(tempfile.mkdtemp(prefix=f"shia-restic-{name}-")) / "restic"
+        atexit.register(shutil.rmtree, folder.parent, True)
         env = {**os.environ, "RESTIC_PASSWORD": TEMPLATE_PASSWORD}
         subprocess.run([need("restic"), "init", "-r", str(folder)], env=env, capture_output=True, check=True)
-        _cheap_key(folder, env)
+        if ctypes.util.find_library("crypto"):  # else restic's own key: slower, as correct
+            _cheap_key(folder, env)
         _TEMPLATES[name] = str(folder)
     return _TEMPLATES[name]
 
@@ -384,7 +387,8 @@ FAKE_RESTIC = '''#!/bin/sh
 # (backup --time), RESTIC_TEST_EXCLUDE leaves files out of it while exiting 0.
 for arg; do
     if [ "$arg" = backup ]; then
-        set -- "$@" ${{RESTIC_TEST_TIME:+--time "$RESTIC_TEST_TIME"}} ${{RESTIC_TEST_EXCLUDE:+--exclude "$RESTIC_TEST_EXCLUDE"}}
+        set -- "$@" ${{RESTIC_TEST_TIME:+--time "$RESTIC_TEST_TIME"}} \
+            ${{RESTIC_TEST_EXCLUDE:+--exclude "$RESTIC_TEST_EXCLUDE"}}
         break
     fi
 done

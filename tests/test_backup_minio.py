@@ -144,7 +144,8 @@ def test_a_snapshot_that_left_out_a_file_is_forgotten(minio, bucket, toolbox, tm
     env = minio_env(toolbox, tmp_path, minio, bucket, fake_restic(tmp_path / "fake-restic"),
                     RESTIC_TEST_EXCLUDE="*.tiff")
     result = run_lib("minio", "backup", "daily", env=env)
-    assert result.returncode != 0 and "odd/scan.tiff: 3145828 bytes in the bucket, absent in the snapshot" in result.stderr
+    assert result.returncode != 0
+    assert "odd/scan.tiff: 3145828 bytes in the bucket, absent in the snapshot" in result.stderr
     assert "forgetting snapshot" in result.stderr
     assert restic_snapshots(env, "minio") == []  # retention never counts it, restore never finds it
 

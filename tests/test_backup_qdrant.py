@@ -26,7 +26,8 @@ COLLECTION = "test_documents"
 def fill(server: Qdrant, count: int = 300) -> None:
     server.api("PUT", f"/collections/{COLLECTION}", {"vectors": {"size": 4, "distance": "Cosine"}})
     points = [{"id": i, "vector": [i % 7 + 0.5, i % 3 + 0.25, 1.0, i / count],
-               "payload": {"source": f"kitab-{i // 50}.pdf", "page": i % 50, "text": "بسم الله" if i == 7 else ""}}
+               "payload": {"source": f"kitab-{i // 50}.pdf", "page": i % 50,
+                           "text": "بسم الله" if i == 7 else ""}}
               for i in range(count)]
     server.api("PUT", f"/collections/{COLLECTION}/points?wait=true", {"points": points})
 

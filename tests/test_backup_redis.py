@@ -148,7 +148,7 @@ def test_a_failed_restore_leaves_redis_a_writable_primary(fresh, backed_up):
     # The live server cannot reach the temporary one: the sync never starts.
     temporary = free_port()
     result = run_lib("redis", "restore", "latest", env=restore_env(
-        env, fresh, REDIS_RESTORE_ADDRESS="127.0.0.2", REDIS_RESTORE_PORT=str(temporary), REDIS_TIMEOUT_SECONDS="1"))
+        env, fresh, REDIS_RESTORE_ADDRESS="127.0.0.2", REDIS_RESTORE_PORT=str(temporary), REDIS_TIMEOUT_SECONDS="2"))
 
     assert result.returncode != 0 and "did not finish the sync" in result.stderr
     assert "role:master" in fresh.cli("INFO", "replication")

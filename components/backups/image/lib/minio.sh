@@ -24,7 +24,8 @@
 # (ETags of objects encrypted by the server are not MD5s: this bucket is not.)
 #
 # MINIO_BUCKET; the `minio` alias comes from MC_HOST_minio (credentials in the
-# environment, never in a file or on a command line). Tools: mc, jq.
+# environment, never in a file or on a command line). Tools: mc, jq. mc always
+# runs with --quiet or --json, so whatever it writes to stderr is an error.
 set -eu
 . "$(dirname "$0")/common.sh"
 . "$(dirname "$0")/restic.sh"
@@ -54,9 +55,9 @@ md5_of() {
 # The bytes written as HEX digits (printf's octal escapes are the portable way).
 hex_bytes() {
     # shellcheck disable=SC2059 # the escapes are the format on purpose
-    printf "$(printf '%s' "$1" | awk '{
+    printf "$(printf '%s' "$1" | awk -v d=0123456789abcdef '{
         for (i = 1; i <= length($0); i += 2)
-            printf "\\%03o", index("0123456789abcdef", substr($0, i, 1)) * 16 + index("0123456789abcdef", substr($0, i + 1, 1)) - 17
+            printf "\\%03o", (index(d, substr($0, i, 1)) - 1) * 16 + index(d, substr($0, i + 1, 1)) - 1
     }')"
 }
 
@@ -88,7 +89,7 @@ multipart_matches() {
 
 # FILE against the object KEY read once more.
 fetched_matches() {
-    checked mc cat "$bucket/$2" > "$work/fetched" || return 1
+    checked mc cat --quiet "$bucket/$2" > "$work/fetched" || return 1
     fetched=$(md5_of "$work/fetched")
     rm -f "$work/fetched"
     [ "$fetched" = "$(md5_of "$1")" ]
@@ -188,7 +189,7 @@ restore() {
         die "cannot restore snapshot $found_id"
     files=$work/files$staging
     mkdir -p "$files"  # an empty bucket's snapshot has no files
-    checked mc mb --ignore-existing "$bucket" >&2 || die "cannot create $MINIO_BUCKET"
+    checked mc mb --quiet --ignore-existing "$bucket" >&2 || die "cannot create $MINIO_BUCKET"
     # cp, not mirror: mirror skips an object of the same size whatever its content.
     checked mc cp --recursive --quiet "$files/" "$bucket/" >&2 || die "copy into $MINIO_BUCKET failed"
     list_bucket "$work/objects.json"

@@ -92,7 +92,8 @@ backup() {
     [ "$(sha256 "$staging/collection.snapshot")" = "$checksum" ] ||
         die "snapshot $name does not match the checksum Qdrant gave"
     tar -tf "$staging/collection.snapshot" > /dev/null || die "snapshot $name is not a readable archive"
-    printf 'collection=%s\npoints=%s\nsha256=%s\n' "$QDRANT_COLLECTION" "$count" "$checksum" > "$staging/collection.info"
+    printf 'collection=%s\npoints=%s\nsha256=%s\n' "$QDRANT_COLLECTION" "$count" "$checksum" \
+        > "$staging/collection.info"
     log "snapshot $name checked: $count points"
 
     id=$(snapshot_create qdrant "$1")
@@ -121,7 +122,8 @@ restore() {
         --form "snapshot=@$files/collection.snapshot") || die "recovery of $QDRANT_COLLECTION failed: $reply"
     [ "$(printf '%s' "$reply" | jq -r '.status')" = ok ] || die "recovery of $QDRANT_COLLECTION failed: $reply"
     actual=$(points)
-    [ "$actual" = "$expected" ] || die "after the recovery $QDRANT_COLLECTION holds $actual points, the backup $expected"
+    [ "$actual" = "$expected" ] ||
+        die "after the recovery $QDRANT_COLLECTION holds $actual points, the backup $expected"
     log "restored $QDRANT_COLLECTION from snapshot $found_id: $actual points"
 }
 

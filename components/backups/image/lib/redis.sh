@@ -60,7 +60,10 @@ backup() {
         printf '%s\n' "$transfer" >&2
         die "no RDB from Redis at $REDIS_HOST:$REDIS_PORT"
     fi
-    report=$(redis-check-rdb "$staging/dump.rdb" 2>&1) || { printf '%s\n' "$report" >&2; die "redis-check-rdb refused the RDB"; }
+    if ! report=$(redis-check-rdb "$staging/dump.rdb" 2>&1); then
+        printf '%s\n' "$report" >&2
+        die "redis-check-rdb refused the RDB"
+    fi
     log "RDB checked: $(printf '%s\n' "$report" | sed -n 's/^\[info\] \([0-9]*\) keys read$/\1 keys/p')"
 
     id=$(snapshot_create redis "$1")
@@ -116,7 +119,9 @@ restore() {
     replicating=""
     server=""
     # The temporary server is gone (its port free) before this returns.
-    trap '[ -z "$replicating" ] || detach; [ -z "$server" ] || { kill "$server"; wait "$server"; } 2> /dev/null; rm -rf "$work"' EXIT
+    trap '[ -z "$replicating" ] || detach
+        [ -z "$server" ] || { kill "$server"; wait "$server"; } 2> /dev/null
+        rm -rf "$work"' EXIT
     checked restic -r "$found_repo" dump "$found_id" "$staging/dump.rdb" > "$work/dump.rdb" ||
         die "cannot read the RDB of snapshot $found_id"
     redis-check-rdb "$work/dump.rdb" > /dev/null 2>&1 || die "redis-check-rdb refused the RDB of snapshot $found_id"
@@ -151,7 +156,10 @@ restore() {
     else
         saves_before=$(live_info persistence rdb_saves)
         reply=$(live BGSAVE SCHEDULE)
-        case $reply in "Background saving started" | "Background saving scheduled") ;; *) die "BGSAVE refused: $reply" ;; esac
+        case $reply in
+            "Background saving started" | "Background saving scheduled") ;;
+            *) die "BGSAVE refused: $reply" ;;
+        esac
         wait_for rdb_saved "Redis did not save the restored data"
         status=$(live_info persistence rdb_last_bgsave_status)
         [ "$status" = ok ] || die "the save after the restore failed (rdb_last_bgsave_status:$status)"
