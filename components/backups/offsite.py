@@ -11,8 +11,9 @@ Nothing current ever expires by a lifecycle rule: if the job stops, the last
 copies stay (and BackupStale pages).
 
 The S3 bucket has versioning, default encryption, every public access blocked
-and a TLS-only policy. Its IAM user may list the bucket and read, write and
-delete objects under those two prefixes, nothing else.
+and a TLS-only policy. Its IAM user may list the bucket, read and write objects
+under those two prefixes and delete what the tools' retention drops (DELETABLE),
+nothing else.
 """
 
 from __future__ import annotations
@@ -40,10 +41,13 @@ PGBACKREST_PREFIX = "pgbackrest"
 BACKSTOP_DAYS = 90
 
 BUCKET_ACTIONS = ("s3:GetBucketLocation", "s3:ListBucket")
-# restic writes, reads and deletes (its locks on every run, packs on prune);
-# pgBackRest deletes on expire; both upload in parts.
-OBJECT_ACTIONS = ("s3:PutObject", "s3:GetObject", "s3:DeleteObject", "s3:AbortMultipartUpload",
-                  "s3:ListMultipartUploadParts")
+# Both tools write and read their repository, uploading in parts.
+OBJECT_ACTIONS = ("s3:PutObject", "s3:GetObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts")
+# What each deletes: restic its locks (every command), forgotten snapshots and
+# pruned index and pack files, never its keys or config; pgBackRest what expire
+# drops, anywhere in its repository.
+DELETABLE = (*(f"{RESTIC_PREFIX}/{folder}/*" for folder in ("locks", "snapshots", "index", "data")),
+             f"{PGBACKREST_PREFIX}/*")
 
 
 @dataclass(frozen=True)
@@ -118,6 +122,8 @@ def backup_job_policy(bucket: str) -> str:
             {"Sid": "FindAndListTheBucket", "Effect": "Allow", "Action": list(BUCKET_ACTIONS), "Resource": arn},
             {"Sid": "KeepTheRepositories", "Effect": "Allow", "Action": list(OBJECT_ACTIONS),
              "Resource": [f"{arn}/{RESTIC_PREFIX}/*", f"{arn}/{PGBACKREST_PREFIX}/*"]},
+            {"Sid": "DeleteWhatRetentionDrops", "Effect": "Allow", "Action": ["s3:DeleteObject"],
+             "Resource": [f"{arn}/{path}" for path in DELETABLE]},
         ],
     })
 
