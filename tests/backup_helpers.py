@@ -87,12 +87,6 @@ def run(script: Path, *args: str, env: dict[str, str]) -> subprocess.CompletedPr
     return subprocess.run([sh, str(script), *args], env=env, capture_output=True, text=True, timeout=300)
 
 
-def sets(workdir: Path) -> list[str]:
-    """Names of the complete sets (hidden partial ones left out)."""
-    folder = workdir / "backups" / "sets"
-    return sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")) if folder.exists() else []
-
-
 def metrics(workdir: Path) -> dict[str, float]:
     """The metrics file as {'name{labels}': value}."""
     samples = {}
@@ -211,57 +205,7 @@ class Redis:
         return result.stdout.strip()
 
     def env(self) -> dict[str, str]:
-        return {"REDIS_HOST": "127.0.0.1", "REDIS_PORT": str(self.port), "REDISCLI_AUTH": self.password,
-                "REDIS_RDB": str(self.folder / "dump.rdb")}
-
-
-# ---- a stand-in for mc (not packaged by Debian) ------------------------------------
-
-FAKE_MC = '''#!{python}
-"""mc as the scripts use it (mirror, ls): alias `x` is the folder FAKE_MC_ROOT/x.
-An alias works only when MC_HOST_x is set, as with the real mc; aliases named
-in FAKE_MC_DOWN fail. Every call is appended to FAKE_MC_ROOT/calls."""
-import os, shutil, sys
-root = os.environ["FAKE_MC_ROOT"]
-with open(os.path.join(root, "calls"), "a") as calls:
-    calls.write(" ".join(sys.argv[1:]) + "\\n")
-def place(target):
-    if target.startswith("/"):
-        return target
-    alias, _, rest = target.partition("/")
-    if "MC_HOST_" + alias not in os.environ:
-        sys.exit("mc: no alias " + alias)
-    if alias in os.environ.get("FAKE_MC_DOWN", "").split():
-        sys.exit("mc: " + alias + " is unreachable")
-    return os.path.join(root, alias, rest)
-command, *args = [a for a in sys.argv[1:] if not a.startswith("--")]
-if command == "mirror":
-    source, target = map(place, args)
-    if not os.path.isdir(source):
-        sys.exit("mc: " + source + " not found")
-    shutil.copytree(source, target, dirs_exist_ok=True)
-elif command == "ls":
-    for _, _, files in os.walk(place(args[0])):
-        for name in files:
-            print(name)
-else:
-    sys.exit("mc: " + command + " is not faked")
-'''
-
-
-def fake_mc(workdir: Path) -> tuple[Path, dict[str, str]]:
-    """A bin folder holding the fake mc, and the environment it needs: the stack's
-    MinIO (`minio`) and off-site target (`offsite/offsite-bucket`) as folders."""
-    bin_dir, root = workdir / "fake-bin", workdir / "s3"
-    bin_dir.mkdir()
-    root.mkdir()
-    mc = bin_dir / "mc"
-    mc.write_text(FAKE_MC.format(python=sys.executable))
-    mc.chmod(0o755)
-    env = {"FAKE_MC_ROOT": str(root), "MC_HOST_minio": f"http://user:{password()}@minio:9000",
-           "MINIO_BUCKET": "test-documents", "MC_HOST_offsite": f"https://key:{password()}@s3.example:443",
-           "OFFSITE_TARGET": "offsite/offsite-bucket"}
-    return bin_dir, env
+        return {"REDIS_HOST": "127.0.0.1", "REDIS_PORT": str(self.port), "REDISCLI_AUTH": self.password}
 
 
 # ---- restic, and stand-ins for Qdrant and MinIO run as local processes ---------------

@@ -52,8 +52,7 @@ def fresh():
 
 
 def redis_env(toolbox: Path, tmp_path: Path, server: Redis, *extra_path: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in server.env().items() if k != "REDIS_RDB"}  # the live dump file is not read any more
-    return script_env(toolbox, tmp_path, *extra_path, **{**restic_env(tmp_path), **env, **extra})
+    return script_env(toolbox, tmp_path, *extra_path, **{**restic_env(tmp_path), **server.env(), **extra})
 
 
 def restore_env(backup_env: dict[str, str], server: Redis, **extra: str) -> dict[str, str]:
