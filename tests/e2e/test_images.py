@@ -38,7 +38,6 @@ _spec.loader.exec_module(build)
 PLAN = build.plan_images()
 APP_1_0 = f"{build.APP_REPOSITORY}:1.0.0"
 APP_1_1 = f"{build.APP_REPOSITORY}:1.1.0"
-BACKUP_LIB = ROOT / "components" / "backups" / "image" / "lib"
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -264,27 +263,6 @@ def test_qdrant_read_only_key_reads_and_cannot_write(lab, backend, creds, client
                 "-H", "Content-Type: application/json", "-d", '{"vectors": {"size": 2, "distance": "Dot"}}')[0] == 403
 
 
-def test_the_backup_jobs_qdrant_script_round_trips_a_snapshot(lab, creds, data, client):
-    """components/backups/image/lib/qdrant.sh against the stand-in: backup, spoil, restore."""
-    key = ["-H", f"api-key: {creds['qdrant']}"]
-    lab.exec(client, "mkdir", "-p", "/tmp/lib", "/tmp/backups/set")
-    for script in ("common.sh", "qdrant.sh"):
-        lab.exec(client, "sh", "-c", f"cat > /tmp/lib/{script}", input=(BACKUP_LIB / script).read_text())
-    env = {"BACKUP_DIR": "/tmp/backups", "QDRANT_URL": "http://qdrant:6333", "QDRANT_API_KEY": creds["qdrant"],
-           "QDRANT_COLLECTION": "dev_documents"}
-    backup = lab.exec(client, "sh", "/tmp/lib/qdrant.sh", "backup", "/tmp/backups/set", env=env, check=False)
-    assert backup.returncode == 0, backup.stderr
-    url = "http://qdrant:6333/collections/dev_documents"
-    curl(lab, client, *key, "-X", "POST", f"{url}/points/delete?wait=true", "-H", "Content-Type: application/json",
-         "-d", '{"points": [1, 2, 3]}')
-    assert json.loads(curl(lab, client, *key, url)[1])["result"]["points_count"] == 2
-    restore = lab.exec(client, "sh", "/tmp/lib/qdrant.sh", "restore", "/tmp/backups/set", env=env, check=False)
-    assert restore.returncode == 0, restore.stderr
-    assert json.loads(curl(lab, client, *key, url)[1])["result"]["points_count"] == 5
-    _, listing = curl(lab, client, *key, f"{url}/snapshots")
-    assert json.loads(listing)["result"] == []  # the script deleted the server's copy
-
-
 def test_minio_checks_credentials_enforces_policies_and_keeps_objects(lab, backend, creds, data):
     minio = data["names"]["minio"]
     root = {"MC_HOST_local": f"http://{creds['minio_user']}:{creds['minio_password']}@127.0.0.1:9000"}
@@ -314,23 +292,6 @@ def test_minio_checks_credentials_enforces_policies_and_keeps_objects(lab, backe
     minio = data["names"]["minio"] = start_minio(lab, backend, creds, data["volumes"]["minio"])
     assert lab.exec(minio, "mc", "cat", "local/dev-documents/docs/a.txt", env=root).stdout == "hello\n"
     assert lab.exec(minio, "mc", "cat", "job/dev-backups/sets/x/a.txt", env=job).stdout == "hello\n"
-
-
-def test_the_backup_jobs_minio_script_mirrors_and_restores_the_bucket(lab, creds, data):
-    """components/backups/image/lib/minio.sh with this image's mc, in the MinIO container."""
-    minio = data["names"]["minio"]
-    lab.exec(minio, "mkdir", "-p", "/tmp/lib", "/tmp/backups/set")
-    for script in ("common.sh", "minio.sh"):
-        lab.exec(minio, "sh", "-c", f"cat > /tmp/lib/{script}", input=(BACKUP_LIB / script).read_text())
-    env = {"BACKUP_DIR": "/tmp/backups", "MINIO_BUCKET": "dev-documents",
-           "MC_HOST_minio": f"http://{creds['minio_user']}:{creds['minio_password']}@127.0.0.1:9000"}
-    backup = lab.exec(minio, "sh", "/tmp/lib/minio.sh", "backup", "/tmp/backups/set", env=env, check=False)
-    assert backup.returncode == 0, backup.stderr
-    assert "objects=1" in lab.exec(minio, "cat", "/tmp/backups/set/minio.manifest").stdout
-    lab.exec(minio, "mc", "rm", "minio/dev-documents/docs/a.txt", env=env)
-    restore = lab.exec(minio, "sh", "/tmp/lib/minio.sh", "restore", "/tmp/backups/set", env=env, check=False)
-    assert restore.returncode == 0, restore.stderr
-    assert lab.exec(minio, "mc", "cat", "minio/dev-documents/docs/a.txt", env=env).stdout == "hello\n"
 
 
 def test_nginx_has_the_official_layout_a_smoke_probe_wget_and_loadable_modules(lab, frontend):
