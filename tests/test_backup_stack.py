@@ -95,6 +95,7 @@ def test_retention_is_the_tools_own_and_reaches_back_the_retention_days(name):
     keep = str(retention_full(backups["retentionDays"]))
     assert env_value(name, "PGBACKREST_REPO1_RETENTION_FULL") == keep
     # Weekly fulls: the oldest kept one is at least retentionDays old.
+    assert env_value(name, "BACKUP_FULL_EVERY_DAYS") == "7"
     assert 7 * (int(keep) - 1) >= backups["retentionDays"]
     assert env_value(name, "RESTIC_KEEP_DAILY") == str(backups["retentionDays"])
     assert env_value(name, "RESTIC_KEEP_HOURLY") == ("24" if backups["schedule"] == "hourly+daily" else "0")

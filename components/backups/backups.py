@@ -33,7 +33,7 @@ from typing import Optional
 import pulumi
 import pulumi_docker as docker
 
-from components.backups.pgbackrest import DATA_PATH, REPOSITORY_PATH, SOCKET_PATH, PgBackRest
+from components.backups.pgbackrest import DATA_PATH, FULL_BACKUP_PERIOD_DAYS, REPOSITORY_PATH, SOCKET_PATH, PgBackRest
 from components.host.containers import (
     ContainerSpec, Deployed, Healthcheck, data_volume, hardened_container, labelled_volume,
 )
@@ -245,6 +245,7 @@ class Backups(pulumi.ComponentResource):
             f"RETENTION_DAYS={args.config.retention_days}",
             f"BACKUP_CRONTAB={crontab(args.config.schedule)}",
             *args.pgbackrest.envs(),
+            f"BACKUP_FULL_EVERY_DAYS={FULL_BACKUP_PERIOD_DAYS}",
             f"PGHOST={SOCKET_PATH}",
             f"PGPORT={POSTGRES_PORT}",
             f"PGUSER={args.postgres.user}",

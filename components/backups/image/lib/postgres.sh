@@ -34,7 +34,7 @@
 # Reads: PGBACKREST_STANZA, PGBACKREST_PG1_PATH, PGBACKREST_REPO1_RETENTION_FULL,
 # PGBACKREST_REPO2_TYPE (and every other PGBACKREST_* through pgBackRest),
 # PGBACKREST_ARCHIVE_TIMEOUT (seconds to wait for a segment, default 60),
-# libpq's PGHOST PGPORT PGUSER (a superuser), METRICS_DIR.
+# BACKUP_FULL_EVERY_DAYS (default 7), libpq's PGHOST PGPORT PGUSER (a superuser), METRICS_DIR.
 # Run as root (the container) pgBackRest runs as the owner of the data
 # directory, the postgres uid, so repository and restored files stay its own.
 set -eu
@@ -43,7 +43,9 @@ set -eu
 : "${PGBACKREST_PG1_PATH:?PGBACKREST_PG1_PATH is not set}"
 # Backup labels, restore point names and time targets are UTC.
 export TZ=UTC
-FULL_EVERY_DAYS=7
+# The stack sets it from components/backups/pgbackrest.py (FULL_BACKUP_PERIOD_DAYS),
+# which sizes the retention on it.
+FULL_EVERY_DAYS=${BACKUP_FULL_EVERY_DAYS:-7}
 WAL_METRICS_FILE=shia_chatbot_wal.prom
 
 pgbr() {
