@@ -1,7 +1,9 @@
 """The settings every container of the stack shares, so no component forgets one.
 
 Every long-running container gets: restart unless-stopped, a memory limit with
-no swap, log rotation, no-new-privileges, a graceful stop on delete, labels
+no swap, log rotation, no-new-privileges, all capabilities dropped but
+those components/host/hardening.py adds back, a read-only root filesystem
+unless that table says why not, a graceful stop on delete, labels
 that say which environment, service and slot it belongs to, and a step that
 passes only once Docker reports it healthy. Components add only what is theirs.
 
@@ -32,6 +34,7 @@ from typing import Mapping, Optional, Sequence
 import pulumi
 import pulumi_docker as docker
 
+from components.host import hardening
 from components.host.docker_host import DockerHost, host_script
 
 LOG_OPTS = {"max-size": "10m", "max-file": "5"}
@@ -124,6 +127,7 @@ def hardened_container(spec: ContainerSpec, opts: pulumi.ResourceOptions) -> Dep
     labels = {**spec.labels, "environment": spec.environment, "service": spec.service, "log-opts": log_opts_label()}
     if spec.slot:
         labels["slot"] = spec.slot
+    rights = hardening.for_service(spec.service)
     container = docker.Container(
         spec.name,
         name=spec.name,
@@ -144,6 +148,9 @@ def hardened_container(spec: ContainerSpec, opts: pulumi.ResourceOptions) -> Dep
         log_driver="json-file",
         log_opts=LOG_OPTS,
         security_opts=["no-new-privileges:true"],
+        capabilities=docker.ContainerCapabilitiesArgs(drops=list(hardening.DROP), adds=list(rights.capabilities)),
+        read_only=rights.read_only,
+        tmpfs=rights.tmpfs_mounts(),
         labels=[
             docker.ContainerLabelArgs(label=f"{LABEL_PREFIX}.{k}", value=v) for k, v in sorted(labels.items())
         ],

@@ -1,0 +1,72 @@
+"""Each container's capabilities, root filesystem and tmpfs mounts as the
+committed stacks register them (components/host/hardening.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+import harness
+from components.host import hardening
+from settings.defaults import ENVIRONMENTS
+
+ROOT_ENTRYPOINT = ["CHOWN", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID"]
+# service -> (capabilities added back, read-only root, tmpfs paths)
+EXPECTED = {
+    "app": ([], True, ["/tmp"]),
+    "worker": ([], True, ["/tmp"]),
+    "flower": ([], True, ["/tmp"]),
+    "postgres": (ROOT_ENTRYPOINT, True, ["/tmp"]),
+    "redis": (["CHOWN", "DAC_OVERRIDE", "SETGID", "SETUID"], True, []),
+    "qdrant": ([], False, []),
+    "minio": ([], True, ["/root/.minio", "/tmp"]),
+    "nginx": (["CHOWN", "NET_BIND_SERVICE", "SETGID", "SETUID"], True, ["/tmp", "/var/cache/nginx", "/var/run"]),
+    "prometheus": ([], False, []),
+    "alertmanager": ([], False, []),
+    "postgres-exporter": ([], True, []),
+    "redis-exporter": ([], True, []),
+    "node-exporter": ([], True, []),
+    "backup": (ROOT_ENTRYPOINT, False, []),
+}
+
+
+@pytest.fixture(scope="module", params=harness.STACKS)
+def run(request) -> harness.Run:
+    result = harness.run(request.param)
+    assert result.error is None, result.error
+    return result
+
+
+def service_of(container: harness.Registered) -> str:
+    return next(item["value"] for item in container.plain("labels") if item["label"] == "org.shia-chatbot.service")
+
+
+def test_every_container_drops_all_and_adds_back_only_its_own(run):
+    seen = set()
+    for name, c in run.containers().items():
+        service = service_of(c)
+        seen.add(service)
+        adds, read_only, tmpfs = EXPECTED[service]
+        capabilities = c.plain("capabilities")
+        assert capabilities["drops"] == ["ALL"], name
+        assert sorted(capabilities.get("adds") or []) == adds, name
+        assert bool(c.plain("readOnly")) is read_only, name
+        mounts = c.plain("tmpfs") or {}
+        assert sorted(mounts) == tmpfs, name
+        assert all(options == hardening.TMPFS_OPTIONS for options in mounts.values()), name
+        assert not c.plain("user"), name  # the images' own users (see hardening.py)
+    # prod runs monitoring: every row of the table is exercised by some stack.
+    if run.stack == "prod":
+        assert seen == set(EXPECTED)
+
+
+def test_every_service_with_a_memory_limit_has_a_row():
+    services = set(ENVIRONMENTS["prod"]["memoryMb"])
+    assert services == set(hardening.SERVICES) == set(EXPECTED)
+    with pytest.raises(KeyError):
+        hardening.for_service("unknown")
+
+
+def test_a_writable_root_always_says_why():
+    for service, reason in hardening.writable_roots().items():
+        assert not EXPECTED[service][1] and len(reason) > 40, service
+    assert {s for s, row in EXPECTED.items() if not row[1]} == set(hardening.writable_roots())
