@@ -92,8 +92,11 @@ def _labels(service: str, slot: Optional[str] = None) -> list[dict[str, str]]:
 
 def container(name: str, service: str, image: str, envs: list[Any], *, slot: Optional[str] = None,
               **props: Any) -> Res:
-    """A container as components/host/containers.py's hardened_container registers it."""
+    """A container as components/host/containers.py's hardened_container registers it:
+    all capabilities dropped, nginx's added back, a read-only root but for qdrant's and the backup's."""
+    adds = ["CHOWN", "NET_BIND_SERVICE", "SETGID", "SETUID"] if service == "nginx" else []
     return Res(CONTAINER, name, {
+        "capabilities": {"drops": ["ALL"], "adds": adds}, "readOnly": service not in ("qdrant", "backup"),
         "name": name, "image": image, "envs": envs, "labels": _labels(service, slot),
         "restart": "unless-stopped", "memory": 512.0, "logDriver": "json-file",
         "logOpts": {"max-size": "10m", "max-file": "5"}, "securityOpts": ["no-new-privileges:true"],

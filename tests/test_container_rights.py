@@ -70,3 +70,4 @@ def test_a_writable_root_always_says_why():
     for service, reason in hardening.writable_roots().items():
         assert not EXPECTED[service][1] and len(reason) > 40, service
     assert {s for s, row in EXPECTED.items() if not row[1]} == set(hardening.writable_roots())
+

@@ -111,6 +111,14 @@ FAILURES = [
     ("container-hardening", at(NGINX, lambda r: r.but(volumes=[{"hostPath": "/var", "containerPath": "/h"}])),
      "host path '/var'"),
     ("container-hardening", at(APP, lambda r: r.but(securityOpts=None)), "no-new-privileges"),
+    ("capabilities-dropped", at(APP, lambda r: r.but(capabilities=None)), "lacks ALL"),
+    ("capabilities-dropped", at(REDIS, lambda r: r.but(capabilities={"drops": ["chown"]})), "lacks ALL"),
+    ("capabilities-dropped", at(NGINX, lambda r: r.but(capabilities={"drops": ["ALL"], "adds": ["CAP_NET_RAW"]})),
+     "NET_RAW added back to nginx"),
+    ("capabilities-dropped", at(APP, lambda r: r.but(capabilities={"drops": ["ALL"], "adds": ["SETUID"]})),
+     "grants it none"),
+    ("read-only-root", at(APP, lambda r: r.but(readOnly=None)), "app can rewrite"),
+    ("read-only-root", at(MINIO, lambda r: r.but(readOnly=False)), "minio can rewrite"),
     # 10
     ("service-authentication", at(REDIS, lambda r: r.but(command=["redis-server", "--appendonly", "yes"])),
      "without --requirepass"),
@@ -320,3 +328,11 @@ def test_first_preview_compliant_plan_raises_no_violation():
     for rule in RULES:
         assert evaluate(rule.name, plan).violations == [], rule.name
 
+
+def test_the_hardening_allow_lists_are_what_the_program_sets():
+    from components.host import hardening
+    from shia_policies.hardening import ADDABLE_CAPABILITIES, WRITABLE_ROOT
+    granted = {service: set(caps) for service, (caps, _) in ADDABLE_CAPABILITIES.items()}
+    added = {service: set(row.capabilities) for service, row in hardening.SERVICES.items() if row.capabilities}
+    assert granted == added
+    assert set(WRITABLE_ROOT) == set(hardening.writable_roots())

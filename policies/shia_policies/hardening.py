@@ -1,5 +1,8 @@
 """Nothing a container runs may reach the host: no privileges, no host
-namespaces, no Docker socket or system directory, and no privilege gain."""
+namespaces, no Docker socket or system directory, and no privilege gain.
+Within its own walls, a container keeps only the capabilities its image needs
+and cannot rewrite its own root filesystem (components/host/hardening.py is
+the program's side of the same lists)."""
 
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ from typing import Iterator
 from pulumi_policy import ReportViolation, ResourceValidationArgs, Severity
 
 from shia_policies.resources import Container, known_items
-from shia_policies.spec import MANDATORY, Check, Levels, Rule
+from shia_policies.spec import ADVISORY, MANDATORY, Check, Levels, Rule
 
 HOST_NAMESPACES = ("networkMode", "pidMode", "ipcMode", "usernsMode")
 # Capabilities that amount to root on the host.
@@ -23,6 +26,23 @@ SENSITIVE_HOST_PATHS = (
     "/usr", "/bin", "/sbin", "/lib",
 )
 NO_NEW_PRIVILEGES = ("no-new-privileges", "no-new-privileges:true")
+_ROOT_ENTRYPOINT = ("CHOWN", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID")
+# Capabilities a service may add back after dropping ALL, and why.
+ADDABLE_CAPABILITIES: dict[str, tuple[tuple[str, ...], str]] = {
+    "postgres": (_ROOT_ENTRYPOINT, "the entrypoint chowns/chmods its data and socket directories, then gosu"),
+    "redis": (("CHOWN", "DAC_OVERRIDE", "SETGID", "SETUID"), "the entrypoint chowns /data, then gosu"),
+    "nginx": (("CHOWN", "NET_BIND_SERVICE", "SETGID", "SETUID"),
+              "the master binds 80/443, chowns its caches and starts workers as nginx"),
+    "backup": (_ROOT_ENTRYPOINT, "pgBackRest runs as the server's uid via setpriv; a restore rewrites other "
+                                 "services' volumes"),
+}
+# Services whose root filesystem may stay writable, and why.
+WRITABLE_ROOT: dict[str, str] = {
+    "qdrant": "writes its init marker and snapshots under /qdrant, in the image's layer",
+    "prometheus": "its configuration is uploaded into /etc, which Docker refuses on a read-only root",
+    "alertmanager": "its configuration is uploaded into /etc, which Docker refuses on a read-only root",
+    "backup": "its tools write under /root, /tmp and /var/spool; not yet moved to tmpfs",
+}
 
 
 def is_sensitive(host_path: str) -> bool:
@@ -64,6 +84,41 @@ def container_hardening(c: Check, args: ResourceValidationArgs, report: ReportVi
         report("securityOpts lacks no-new-privileges: a setuid binary could raise a process's privileges.")
 
 
+def _capabilities(container: Container) -> tuple[list[str], list[str]]:
+    """(dropped, added), upper-case without the CAP_ prefix."""
+    capabilities = container.props.get("capabilities") or {}
+    def names(key: str) -> list[str]:
+        return [c.upper().removeprefix("CAP_") for c in known_items(capabilities.get(key))[0]]
+    return names("drops"), names("adds")
+
+
+def capabilities_dropped(c: Check, args: ResourceValidationArgs, report: ReportViolation) -> None:
+    container = Container.of(args.resource_type, args.props)
+    if container is None:
+        return
+    dropped, added = _capabilities(container)
+    if "ALL" not in dropped:
+        report("capabilities.drops lacks ALL: the container keeps Docker's default capabilities "
+               "(chown, kill, setuid, raw sockets...).")
+    allowed = ADDABLE_CAPABILITIES.get(container.service, ((), ""))[0]
+    for capability in added:
+        if capability not in allowed:
+            report(f"capability {capability} added back to {container.service}: the allow-list grants it "
+                   f"{', '.join(allowed) or 'none'}.")
+
+
+def read_only_root(c: Check, args: ResourceValidationArgs, report: ReportViolation) -> None:
+    container = Container.of(args.resource_type, args.props)
+    if container is None or container.service in WRITABLE_ROOT:
+        return
+    if container.props.get("readOnly") is not True:
+        report(f"readOnly is not true: {container.service} can rewrite its own binaries and configuration; "
+               "mount tmpfs where it must write.")
+
+
+_NEW_IMAGE = Levels(dev=ADVISORY, stage=MANDATORY, prod=MANDATORY,
+                    why="dev may try an image whose needs are not yet written down; stage runs what prod will.")
+
 RULES = [
     Rule(
         name="container-hardening",
@@ -76,5 +131,27 @@ RULES = [
         levels=Levels(dev=MANDATORY, stage=MANDATORY, prod=MANDATORY,
                       why="a container with the Docker socket owns the machine, a developer's laptop included."),
         check=container_hardening,
+    ),
+    Rule(
+        name="capabilities-dropped",
+        concern="hardening",
+        description="Every container drops ALL capabilities and adds back only what the rule's allow-list "
+                    "grants its service.",
+        remediation="Set the service's row in components/host/hardening.py; a capability a new image needs "
+                    "goes into both that table and this rule's ADDABLE_CAPABILITIES, with the reason.",
+        severity=Severity.HIGH,
+        levels=_NEW_IMAGE,
+        check=capabilities_dropped,
+    ),
+    Rule(
+        name="read-only-root",
+        concern="hardening",
+        description="Every container's root filesystem is read-only, unless the rule's allow-list names its "
+                    "service with a reason.",
+        remediation="Set readOnly through components/host/hardening.py and mount tmpfs where the process "
+                    "writes; a service that cannot goes into WRITABLE_ROOT with the reason.",
+        severity=Severity.HIGH,
+        levels=_NEW_IMAGE,
+        check=read_only_root,
     ),
 ]
