@@ -20,6 +20,9 @@ with these rules, tests/engine/rules.py names the sources):
   replaces the container;
 - `log_opts` read back include the daemon's own json-file options: ours are
   carried by a label (a change replaces the container), the read-back ignored;
+- capabilities read back as the daemon stores them ("CHOWN" becomes
+  "CAP_CHOWN") and a difference replaces the container: they are written in
+  that form (hardening.Hardening.capability_names);
 - `wait` gates only the create that first runs it: a retried `up` after an
   unhealthy create would accept the container, so a step re-checks health
   whenever the container is new, and fails the `up` until it is healthy.
@@ -148,7 +151,7 @@ def hardened_container(spec: ContainerSpec, opts: pulumi.ResourceOptions) -> Dep
         log_driver="json-file",
         log_opts=LOG_OPTS,
         security_opts=["no-new-privileges:true"],
-        capabilities=docker.ContainerCapabilitiesArgs(drops=list(hardening.DROP), adds=list(rights.capabilities)),
+        capabilities=docker.ContainerCapabilitiesArgs(drops=list(hardening.DROP), adds=rights.capability_names()),
         read_only=rights.read_only,
         tmpfs=rights.tmpfs_mounts(),
         labels=[

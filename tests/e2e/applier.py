@@ -476,11 +476,16 @@ class Applier:
                 "Retries": int(health.get("retries", 0)),
             }
         memory_swap = int(inputs.get("memorySwap") or 0)
+        capabilities = inputs.get("capabilities") or {}
         host = {
             "RestartPolicy": {"Name": inputs.get("restart") or "no",
                               "MaximumRetryCount": int(inputs.get("maxRetryCount") or 0)},
             "LogConfig": {"Type": inputs.get("logDriver") or "json-file", "Config": inputs.get("logOpts") or {}},
             "SecurityOpt": inputs.get("securityOpts") or None,
+            "CapAdd": capabilities.get("adds") or None,
+            "CapDrop": capabilities.get("drops") or None,
+            "ReadonlyRootfs": bool(inputs.get("readOnly", False)),
+            "Tmpfs": inputs.get("tmpfs") or None,
             "Binds": binds or None,
             "PortBindings": bindings or None,
             "Init": bool(inputs.get("init", False)),
