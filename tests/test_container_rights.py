@@ -54,6 +54,8 @@ def test_every_container_drops_all_and_adds_back_only_its_own(run):
         mounts = c.plain("tmpfs") or {}
         assert sorted(mounts) == tmpfs, name
         assert all(options == hardening.TMPFS_OPTIONS for options in mounts.values()), name
+        # Not ForceNew in the provider: without this a new mount would never reach the container.
+        assert "tmpfs" in c.request.replaceOnChanges, name
         assert not c.plain("user"), name  # the images' own users (see hardening.py)
     # prod runs monitoring: every row of the table is exercised by some stack.
     if run.stack == "prod":

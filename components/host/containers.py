@@ -23,6 +23,8 @@ with these rules, tests/engine/rules.py names the sources):
 - capabilities read back as the daemon stores them ("CHOWN" becomes
   "CAP_CHOWN") and a difference replaces the container: they are written in
   that form (hardening.Hardening.capability_names);
+- `tmpfs` is not ForceNew: a change would reach the state only, the running
+  container keeping its old mounts; a change replaces the container;
 - `wait` gates only the create that first runs it: a retried `up` after an
   unhealthy create would accept the container, so a step re-checks health
   whenever the container is new, and fails the `up` until it is healthy.
@@ -163,7 +165,7 @@ def hardened_container(spec: ContainerSpec, opts: pulumi.ResourceOptions) -> Dep
         wait=spec.wait,
         wait_timeout=WAIT_TIMEOUT_SECONDS,
         opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(
-            replace_on_changes=["healthcheck"], ignore_changes=["logOpts"])),
+            replace_on_changes=["healthcheck", "tmpfs"], ignore_changes=["logOpts"])),
     )
     healthy = spec.host.command(
         f"{spec.name}-healthy",
