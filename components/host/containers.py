@@ -20,9 +20,9 @@ with these rules, tests/engine/rules.py names the sources):
   replaces the container;
 - `log_opts` read back include the daemon's own json-file options: ours are
   carried by a label (a change replaces the container), the read-back ignored;
-- capabilities read back as the daemon stores them ("CHOWN" becomes
-  "CAP_CHOWN") and a difference replaces the container: they are written in
-  that form (hardening.Hardening.capability_names);
+- capabilities are read back and a difference replaces the container: the
+  Engine API stores them as sent (only the docker CLI adds "CAP_"), so they
+  are written once, in one form (components/host/hardening.py);
 - `tmpfs` is not ForceNew: a change would reach the state only, the running
   container keeping its old mounts; a change replaces the container;
 - `wait` gates only the create that first runs it: a retried `up` after an
@@ -153,7 +153,7 @@ def hardened_container(spec: ContainerSpec, opts: pulumi.ResourceOptions) -> Dep
         log_driver="json-file",
         log_opts=LOG_OPTS,
         security_opts=["no-new-privileges:true"],
-        capabilities=docker.ContainerCapabilitiesArgs(drops=list(hardening.DROP), adds=rights.capability_names()),
+        capabilities=docker.ContainerCapabilitiesArgs(drops=list(hardening.DROP), adds=list(rights.capabilities)),
         read_only=rights.read_only,
         tmpfs=rights.tmpfs_mounts(),
         labels=[

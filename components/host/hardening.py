@@ -42,11 +42,6 @@ class Hardening:
     def read_only(self) -> bool:
         return self.writable_root is None
 
-    def capability_names(self) -> list[str]:
-        """As Docker stores them (CAP_ prefix, sorted): the provider reads them back and
-        replaces the container on any difference."""
-        return sorted(f"CAP_{c}" for c in self.capabilities)
-
     def tmpfs_mounts(self) -> Optional[dict[str, str]]:
         return {path: TMPFS_OPTIONS for path in self.tmpfs} or None
 
