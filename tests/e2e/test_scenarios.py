@@ -32,7 +32,6 @@ import os
 import signal
 import ssl
 import subprocess
-import sys
 import tarfile
 import time
 import urllib.parse
@@ -62,18 +61,6 @@ ENVIRONMENTS = ("dev", "prod")
 
 
 # ---- the daemon, and a clean slate ---------------------------------------------
-
-@pytest.fixture(scope="module", autouse=True)
-def images():
-    if not docker_available():
-        message = "no Docker daemon answers `docker info`"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{message}, and CI=true: the real-engine tests must run in CI")
-        pytest.skip(message)
-    built = subprocess.run([sys.executable, str(HERE / "images" / "build.py")], capture_output=True, text=True,
-                           timeout=1500)
-    assert built.returncode == 0, f"build.py failed:\n{built.stdout}\n{built.stderr}"
-
 
 def docker(*args: str, check: bool = True, input: Optional[str] = None, timeout: float = 300,
            ) -> subprocess.CompletedProcess:
