@@ -22,6 +22,7 @@ from components.secrets import secret_env
 from components.host.docker_host import in_container
 
 SET_PASSWORD_SCRIPT = (Path(__file__).parent / "scripts" / "postgres-set-password.sh").read_text()
+ROLES_SCRIPT = (Path(__file__).parent / "scripts" / "postgres-roles.sh").read_text()
 
 
 @dataclass(frozen=True, kw_only=True)
