@@ -10,6 +10,7 @@ import pytest
 
 from backup_helpers import PG_BIN, Postgres, password, server_dir
 from components.data.postgres import ROLES_SCRIPT
+from pgbackrest_lab import Lab, need_tools, toolbox
 from real_tools import need
 
 DATABASE = "prod_shia_chatbot"
@@ -98,29 +99,35 @@ def test_the_backup_role_runs_a_backup_and_reads_no_data(server, secrets):
     steps = run_as(server, BACKUP, secrets[BACKUP],
                    "SHOW data_directory; SELECT pg_backup_start('roles-test', true) IS NOT NULL;"
                    "SELECT lsn IS NOT NULL FROM pg_backup_stop(false); SELECT pg_switch_wal() IS NOT NULL;"
-                   "SELECT pg_create_restore_point('roles-test') IS NOT NULL; CHECKPOINT")
+                   "SELECT count(*) >= 0 FROM pg_ls_archive_statusdir();"
+                   "SELECT pg_create_restore_point('roles-test') IS NOT NULL; CHECKPOINT", database="postgres")
     assert steps.returncode == 0, steps.stderr
-    assert steps.stdout.split("\n")[1:5] == ["t"] * 4
-    assert refused(run_as(server, BACKUP, secrets[BACKUP], "SELECT * FROM public.legacy"))
-    assert refused(run_as(server, BACKUP, secrets[BACKUP], "COPY (SELECT 1) TO PROGRAM 'id'"))
+    assert steps.stdout.split("\n")[1:6] == ["t"] * 5
+    assert refused(run_as(server, BACKUP, secrets[BACKUP], "SELECT 1"))  # the app's database
+    assert refused(run_as(server, BACKUP, secrets[BACKUP], "COPY (SELECT 1) TO PROGRAM 'id'", database="postgres"))
 
 
 def grants(pg: Postgres) -> str:
     """Every role attribute, membership and ACL the step sets, as one text."""
-    return pg.psql(
+    return "\n".join(acls(pg, database) for database in (DATABASE, "postgres"))
+
+
+def acls(pg: Postgres, database: str) -> str:
+    return database + "\n" + pg.psql(
         "SELECT string_agg(x, E'\\n' ORDER BY x) FROM ("
         " SELECT format('%s %s %s %s %s %s %s', rolname, rolsuper, rolcreaterole, rolcreatedb, rolcanlogin,"
         "               rolconnlimit, rolinherit) FROM pg_roles WHERE rolname LIKE 'prod_%'"
         " UNION ALL SELECT format('%s in %s', member::regrole, roleid::regrole) FROM pg_auth_members"
         "  WHERE member::regrole::text LIKE 'prod_%'"
         " UNION ALL SELECT format('%s %s %s', relname, relowner::regrole, relacl) FROM pg_class"
-        "  WHERE relnamespace IN ('public'::regnamespace, 'other'::regnamespace)"
+        "  WHERE relnamespace IN (SELECT oid FROM pg_namespace WHERE nspname IN ('public', 'other'))"
         " UNION ALL SELECT format('%s %s', defaclrole::regrole, defaclacl) FROM pg_default_acl"
         " UNION ALL SELECT format('%s %s', nspname, nspacl) FROM pg_namespace WHERE nspname IN ('public', 'other')"
         " UNION ALL SELECT format('%s %s', datname, datacl) FROM pg_database"
         " UNION ALL SELECT format('%s %s', oid::regprocedure, proacl) FROM pg_proc WHERE proname IN"
-        "  ('pg_backup_start', 'pg_backup_stop', 'pg_switch_wal', 'pg_create_restore_point')) AS t(x)",
-        DATABASE)
+        "  ('pg_backup_start', 'pg_backup_stop', 'pg_switch_wal', 'pg_create_restore_point',"
+        "   'pg_ls_archive_statusdir')) AS t(x)",
+        database)
 
 
 def test_a_rerun_rotates_every_password_and_changes_no_grant(server, secrets):
@@ -130,8 +137,8 @@ def test_a_rerun_rotates_every_password_and_changes_no_grant(server, secrets):
     assert result.returncode == 0, result.stderr
     assert grants(server) == before
     for role in secrets:
-        assert run_as(server, role, new[role], "SELECT 1").returncode == 0
-        assert "password authentication failed" in run_as(server, role, secrets[role], "SELECT 1").stderr
+        assert run_as(server, role, new[role], "SELECT 1", database="postgres").returncode == 0
+        assert "password authentication failed" in run_as(server, role, secrets[role], "SELECT 1", "postgres").stderr
     secrets.update(new)
 
 
@@ -151,3 +158,28 @@ def test_malformed_passwords_change_nothing(server, secrets, stdin):
     result = set_roles(server, stdin)
     assert result.returncode == 1 and "letters and digits" in result.stderr
     assert run_as(server, APP, secrets[APP], "SELECT 1").returncode == 0
+
+
+def test_pgbackrest_and_the_backup_job_run_as_the_backup_role(tmp_path_factory):
+    """The backup job's lib/postgres.sh (stanza-create and check, a backup at a restore
+    point, the archive check) with real pgBackRest, connected as the backup role."""
+    need_tools()
+    lab = Lab.create(toolbox(tmp_path_factory.mktemp("box")), prefix="pg-roles-br-")
+    try:
+        lab.server.psql(f"CREATE DATABASE {DATABASE}")
+        env = {"PATH": f"{PG_BIN}:{os.environ['PATH']}", **lab.server.libpq(DATABASE), "POSTGRES_USER": "postgres",
+               "POSTGRES_DB": DATABASE, **ROLES}
+        made = subprocess.run(["sh", "-c", ROLES_SCRIPT], input="".join(password() + "\n" for _ in ROLES), env=env,
+                              capture_output=True, text=True)
+        assert made.returncode == 0, made.stderr
+        as_backup = lab.env(PGUSER=BACKUP, PGBACKREST_PG1_USER=BACKUP)
+        lab.ok("init", env=as_backup)
+        point = lab.ok("backup", "pre-migration-blue", env=as_backup)
+        assert point.startswith("pre-migration-blue-") and len(lab.labels()) == 1
+        assert lab.ok("archive-now", env=as_backup) == ""
+        # The same calls as a role without the grants are refused: the grants are what it takes.
+        lab.server.psql("CREATE ROLE bare LOGIN")
+        refused_run = lab.lib("backup", "hourly", env=lab.env(PGUSER="bare", PGBACKREST_PG1_USER="bare"))
+        assert refused_run.returncode != 0
+    finally:
+        lab.close()

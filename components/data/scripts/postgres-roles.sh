@@ -44,7 +44,7 @@ login_role() {
     cat <<SQL
 -- Only these roles (and the superuser) connect to the app's database.
 REVOKE ALL ON DATABASE ${POSTGRES_DB} FROM PUBLIC;
-GRANT CONNECT ON DATABASE ${POSTGRES_DB} TO ${OWNER_ROLE}, ${APP_ROLE}, ${MONITOR_ROLE}, ${BACKUP_ROLE};
+GRANT CONNECT ON DATABASE ${POSTGRES_DB} TO ${OWNER_ROLE}, ${APP_ROLE}, ${MONITOR_ROLE};
 GRANT TEMPORARY ON DATABASE ${POSTGRES_DB} TO ${OWNER_ROLE};
 
 -- The owner owns the app schema and every object in it that an extension does
@@ -80,13 +80,21 @@ ALTER DEFAULT PRIVILEGES FOR ROLE ${OWNER_ROLE} IN SCHEMA public
 -- The exporter: the statistics views and settings, no table data.
 GRANT pg_monitor TO ${MONITOR_ROLE};
 
--- pgBackRest's backup as a non-superuser: read the settings it checks
--- (data_directory, archive_command...), start and stop the backup, switch WAL
--- (archive check), name restore points, and a fast checkpoint.
-GRANT pg_read_all_settings, pg_checkpoint TO ${BACKUP_ROLE};
-GRANT EXECUTE ON FUNCTION pg_catalog.pg_backup_start(text, boolean), pg_catalog.pg_backup_stop(boolean),
-      pg_catalog.pg_switch_wal(), pg_catalog.pg_create_restore_point(text) TO ${BACKUP_ROLE};
 COMMIT;
 SQL
 } | psql -v ON_ERROR_STOP=1 -q -X -U "${POSTGRES_USER}" -d "${POSTGRES_DB}"
+# pgBackRest and the backup job connect to the `postgres` database, and
+# function privileges are per database: the backup role's grants are made there.
+# pgBackRest's backup as a non-superuser: read the settings it checks
+# (data_directory, archive_command...), start and stop the backup, a fast
+# checkpoint; the job's archive check (switch WAL, list archive_status) and its
+# restore points.
+psql -v ON_ERROR_STOP=1 -q -X -U "${POSTGRES_USER}" -d postgres <<SQL
+BEGIN;
+GRANT pg_read_all_settings, pg_checkpoint TO ${BACKUP_ROLE};
+GRANT EXECUTE ON FUNCTION pg_catalog.pg_backup_start(text, boolean), pg_catalog.pg_backup_stop(boolean),
+      pg_catalog.pg_switch_wal(), pg_catalog.pg_ls_archive_statusdir(),
+      pg_catalog.pg_create_restore_point(text) TO ${BACKUP_ROLE};
+COMMIT;
+SQL
 echo "postgres-roles: roles ${OWNER_ROLE} ${APP_ROLE} ${MONITOR_ROLE} ${BACKUP_ROLE} set"
