@@ -151,7 +151,7 @@ def test_app_environment_has_every_critical_variable(run):
     assert app["RATE_LIMIT_PER_HOUR"] == str(row["rateLimitPerHour"])
     assert app["QDRANT_COLLECTION"] == f"{env}_documents"
     assert app["QDRANT_URL"] == f"http://{env}-qdrant:6333"
-    assert re.fullmatch(rf"postgresql\+asyncpg://{env}_shia_chatbot:[A-Za-z0-9]{{32}}@{env}-postgres:5432/{env}_shia_chatbot",
+    assert re.fullmatch(rf"postgresql\+asyncpg://{env}_shia_chatbot_app:[A-Za-z0-9]{{32}}@{env}-postgres:5432/{env}_shia_chatbot",
                         app["DATABASE_URL"])
     assert re.fullmatch(rf"redis://:[A-Za-z0-9]{{32}}@{env}-redis:6379/0", app["REDIS_URL"])
     for key in ("SECRET_KEY", "QDRANT_API_KEY", "MINIO_ENDPOINT", "MINIO_ACCESS_KEY", "MINIO_SECRET_KEY",

@@ -9,6 +9,7 @@ import pulumi
 
 from components.secrets import Secrets, secret_env
 from settings.model import StackConfig
+from settings.secret_names import DATABASE_ROLES
 from settings.naming import MINIO_PORT, POSTGRES_PORT, QDRANT_PORT, REDIS_PORT, Naming
 
 
@@ -18,7 +19,9 @@ class AppEnvironment:
     naming: Naming
     secrets: Secrets
 
-    def envs(self) -> list[pulumi.Input[str]]:
+    def envs(self, database_role: str = "app") -> list[pulumi.Input[str]]:
+        """NAME=value entries; DATABASE_URL logs in as `database_role`: `app` (DML)
+        for the app, worker and Flower, `owner` (DDL) for the migrations."""
         cfg, n, s = self.cfg, self.naming, self.secrets
         app = cfg.app
         plain = {
@@ -49,7 +52,7 @@ class AppEnvironment:
         secret = {
             "SECRET_KEY": s["secretKey"],
             "DATABASE_URL": pulumi.Output.concat(
-                "postgresql+asyncpg://", n.database_user, ":", s["postgresPassword"],
+                "postgresql+asyncpg://", n.database_role(database_role), ":", s[DATABASE_ROLES[database_role]],
                 "@", n.container("postgres"), f":{POSTGRES_PORT}/", n.database,
             ),
             "REDIS_URL": pulumi.Output.concat(

@@ -248,7 +248,7 @@ class Backups(pulumi.ComponentResource):
             f"BACKUP_FULL_EVERY_DAYS={FULL_BACKUP_PERIOD_DAYS}",
             f"PGHOST={SOCKET_PATH}",
             f"PGPORT={POSTGRES_PORT}",
-            f"PGUSER={args.postgres.user}",
+            f"PGUSER={args.postgres.roles['backup']}",
             f"PGDATABASE={args.postgres.database}",
             f"RESTIC_REPOSITORY={RESTIC_REPOSITORY}",
             f"RESTIC_CACHE_DIR={BACKUP_DIR}/.cache/restic",

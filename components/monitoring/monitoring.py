@@ -51,6 +51,7 @@ class MonitoringArgs:
     # Credentials Prometheus and the exporters present (secret Outputs).
     flower_user: str
     flower_password: pulumi.Input[str]
+    postgres_user: str  # a pg_monitor role, not the superuser
     postgres_password: pulumi.Input[str]
     redis_password: pulumi.Input[str]
     qdrant_api_key: pulumi.Input[str]
@@ -127,7 +128,7 @@ class Monitoring(pulumi.ComponentResource):
             "postgres-exporter",
             envs=[
                 f"DATA_SOURCE_URI={n.container('postgres')}:{POSTGRES_PORT}/{n.database}?sslmode=disable",
-                f"DATA_SOURCE_USER={n.database_user}",
+                f"DATA_SOURCE_USER={a.postgres_user}",
                 secret_env("DATA_SOURCE_PASS", a.postgres_password),
             ],
             healthcheck=_wget(f"http://localhost:{mc.POSTGRES_EXPORTER_PORT}/"),

@@ -50,7 +50,7 @@ from engine import plan
 from engine.rules import CONTAINER, LOCAL_COMMAND, RANDOM_PASSWORD
 from settings.defaults import defaults_for
 from settings.naming import Naming
-from settings.secret_names import GENERATED, ROTATABLE
+from settings.secret_names import DATABASE_ROLES, GENERATED, ROTATABLE
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -694,11 +694,15 @@ def test_rotating_every_generated_secret_on_the_running_stack(prod, measure):
     assert_all_healthy(prod.stack)
     env, n = "prod", Naming("prod")
 
-    def psql(password: str) -> subprocess.CompletedProcess:
+    def psql(user: str, password: str) -> subprocess.CompletedProcess:
         return docker("exec", "-e", f"PGPASSWORD={password}", f"{env}-postgres", "psql", "-h", f"{env}-postgres",
-                      "-U", n.database_user, "-d", n.database, "-Atc", "SELECT 1", check=False)
-    assert psql(new["postgresPassword"]).stdout.strip() == "1"
-    assert "password authentication failed" in psql(old["postgresPassword"]).stderr
+                      "-U", user, "-d", "postgres", "-Atc", "SELECT 1", check=False)
+    # The superuser and every login role of postgres-roles.sh: the new password in, the old one out.
+    users = {"postgresPassword": n.database_user,
+             **{secret: n.database_role(purpose) for purpose, secret in DATABASE_ROLES.items()}}
+    for secret, user in users.items():
+        assert psql(user, new[secret]).stdout.strip() == "1", secret
+        assert "password authentication failed" in psql(user, old[secret]).stderr, secret
 
     def redis(password: str) -> str:
         return docker("exec", "-e", f"REDISCLI_AUTH={password}", f"{env}-redis", "redis-cli", "-h", f"{env}-redis",
