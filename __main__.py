@@ -55,7 +55,10 @@ pgbackrest = PgBackRest(naming.resource("pgbackrest"), PgBackRestArgs(
 postgres = Postgres(naming.container("postgres"), PostgresArgs(
     **data_args("postgres"), password=secrets["postgresPassword"], archive=pgbackrest,
     max_connections=cfg.postgres_max_connections), on_host)
-redis = Redis(naming.container("redis"), RedisArgs(**data_args("redis"), password=secrets["redisPassword"]), on_host)
+redis = Redis(naming.container("redis"), RedisArgs(**data_args("redis"), app_password=secrets["redisPassword"],
+                                                        admin_password=secrets["redisAdminPassword"],
+                                                        backup_password=secrets["redisBackupPassword"],
+                                                        exporter_password=secrets["redisExporterPassword"]), on_host)
 qdrant = Qdrant(naming.container("qdrant"), QdrantArgs(**data_args("qdrant"), api_key=secrets["qdrantApiKey"]), on_host)
 minio = Minio(naming.container("minio"), MinioArgs(
     **data_args("minio"), root_user=secrets["minioRootUser"], root_password=secrets["minioRootPassword"]),
@@ -119,7 +122,7 @@ monitoring = Monitoring(naming.resource("monitoring"), MonitoringArgs(
     targets=ScrapeTargets(slots={s: a.container_names for s, a in slots.items()}, active_slot=cfg.active_slot,
                           worker=worker.container_name, flower=flower.container_name),
     flower_user=naming.flower_user, flower_password=secrets["flowerPassword"],
-    postgres_password=secrets["postgresPassword"], redis_password=secrets["redisPassword"],
+    postgres_password=secrets["postgresPassword"], redis_exporter_password=secrets["redisExporterPassword"],
     qdrant_api_key=secrets["qdrantApiKey"],
     backup_schedule=cfg.backups.schedule, backup_metrics_volume=backups.metrics_volume.name,
     smtp=cfg.smtp, smtp_password=secrets.provider_keys.get("SMTP_PASSWORD"),

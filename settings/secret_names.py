@@ -12,7 +12,10 @@ from __future__ import annotations
 GENERATED: dict[str, int] = {
     "secretKey": 64,
     "postgresPassword": 32,
-    "redisPassword": 32,
+    "redisPassword": 32,  # the app's Redis user (components/data/redis_acl.py)
+    "redisAdminPassword": 32,
+    "redisBackupPassword": 32,
+    "redisExporterPassword": 32,
     "qdrantApiKey": 40,
     "minioRootUser": 20,
     "minioRootPassword": 40,

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import pulumi
 
+from components.data import redis_acl
 from components.secrets import Secrets, secret_env
 from settings.model import StackConfig
 from settings.naming import MINIO_PORT, POSTGRES_PORT, QDRANT_PORT, REDIS_PORT, Naming
@@ -53,7 +54,7 @@ class AppEnvironment:
                 "@", n.container("postgres"), f":{POSTGRES_PORT}/", n.database,
             ),
             "REDIS_URL": pulumi.Output.concat(
-                "redis://:", s["redisPassword"], "@", n.container("redis"), f":{REDIS_PORT}/0"
+                f"redis://{redis_acl.APP_USER}:", s["redisPassword"], "@", n.container("redis"), f":{REDIS_PORT}/0"
             ),
             "QDRANT_API_KEY": s["qdrantApiKey"],
             "MINIO_ACCESS_KEY": s["minioRootUser"],

@@ -188,7 +188,10 @@ def _app(state: State) -> set[str]:
 # What the docs say each rotation restarts (docs/secrets.md).
 ROTATION_CONSUMERS: dict[str, Callable[[State], set[str]]] = {
     "postgresPassword": lambda s: _app(s) | {f"{s.stack}-postgres", f"{s.stack}-backup", f"{s.stack}-postgres-exporter"},
-    "redisPassword": lambda s: _app(s) | {f"{s.stack}-redis", f"{s.stack}-backup", f"{s.stack}-redis-exporter"},
+    "redisPassword": lambda s: _app(s) | {f"{s.stack}-redis"},
+    "redisAdminPassword": lambda s: {f"{s.stack}-redis"},
+    "redisBackupPassword": lambda s: {f"{s.stack}-redis", f"{s.stack}-backup"},
+    "redisExporterPassword": lambda s: {f"{s.stack}-redis", f"{s.stack}-redis-exporter"},
     "qdrantApiKey": lambda s: _app(s) | {f"{s.stack}-qdrant", f"{s.stack}-backup", f"{s.stack}-prometheus"},
     "minioRootUser": lambda s: _app(s) | {f"{s.stack}-minio", f"{s.stack}-backup"},
     "minioRootPassword": lambda s: _app(s) | {f"{s.stack}-minio", f"{s.stack}-backup"},
