@@ -61,7 +61,8 @@ redis = Redis(naming.container("redis"), RedisArgs(**data_args("redis"), app_pas
                                                         exporter_password=secrets["redisExporterPassword"]), on_host)
 qdrant = Qdrant(naming.container("qdrant"), QdrantArgs(**data_args("qdrant"), api_key=secrets["qdrantApiKey"]), on_host)
 minio = Minio(naming.container("minio"), MinioArgs(
-    **data_args("minio"), root_user=secrets["minioRootUser"], root_password=secrets["minioRootPassword"]),
+    **data_args("minio"), root_user=secrets["minioRootUser"], root_password=secrets["minioRootPassword"],
+    app_password=secrets["minioAppPassword"], backup_password=secrets["minioBackupPassword"]),
     on_host)
 data_services = [*postgres.ready, *redis.ready, *qdrant.ready, *minio.ready]
 

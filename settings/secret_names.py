@@ -19,6 +19,8 @@ GENERATED: dict[str, int] = {
     "qdrantApiKey": 40,
     "minioRootUser": 20,
     "minioRootPassword": 40,
+    "minioAppPassword": 40,  # the app's MinIO user (components/data/minio_policies.py)
+    "minioBackupPassword": 40,  # the backup job's
     "flowerPassword": 32,
     "resticPassword": 64,
 }

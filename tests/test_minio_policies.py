@@ -28,7 +28,8 @@ DOCUMENTS, BACKUPS, OTHER = "test-documents", "test-backups", "test-other"
 @pytest.fixture(scope="module")
 def minio(tmp_path_factory):
     server = Minio(server_dir("shia-minio-policies-")).start()
-    server.mc("mb", f"minio/{OTHER}")
+    for bucket in (DOCUMENTS, BACKUPS, OTHER):  # the step's first line, as root
+        server.mc("mb", f"minio/{bucket}")
     server.users = {user: password() for user, _ in mp.USERS}
     yield server
     server.stop()

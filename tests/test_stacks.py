@@ -196,9 +196,12 @@ def test_minio_buckets_are_made_on_the_host(run):
     step = run.named(f"{env}-minio-buckets")
     assert step.type == ("command:local:Command" if env == "dev" else "command:remote:Command")
     assert f"local/{env}-documents local/{env}-backups" in step.plain("create")
-    # Credentials reach mc through its environment, never as arguments.
-    assert 'MC_HOST_local="http://$MINIO_ROOT_USER:$MINIO_ROOT_PASSWORD@127.0.0.1:9000"' in step.plain("create")
-    assert "mc alias set" not in step.plain("create")
+    # Credentials reach mc through its environment, the users' secrets through
+    # stdin, never as arguments.
+    assert 'MC_HOST_local="http://$MINIO_ROOT_USER:$MINIO_ROOT_PASSWORD@${MINIO_ADDRESS:-127.0.0.1:9000}"' in \
+        step.plain("create")
+    assert "mc alias set" not in step.plain("create") and "docker exec -i" in step.plain("create")
+    assert "USERS='app:app-documents backup:backup-job'" in step.plain("create")
 
 
 def test_router_serves_the_active_slot(run):

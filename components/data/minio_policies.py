@@ -57,9 +57,7 @@ def backup_policy(documents: str, backups: str) -> dict:
 
 
 def users_step_env(documents: str, backups: str, policy_dir: str = "/tmp") -> dict[str, str]:
-    """The plain environment of scripts/minio-users.sh: buckets, users, policy documents."""
-    policies = {APP_POLICY: app_policy(documents), BACKUP_POLICY: backup_policy(documents, backups)}
-    return {"BUCKETS": f"{documents} {backups}", "VERSIONED": backups,
-            "USERS": " ".join(f"{user}:{policy}" for user, policy in USERS), "POLICY_DIR": policy_dir,
-            **{"POLICY_" + name.replace("-", "_"): json.dumps(doc, separators=(",", ":"))
-               for name, doc in policies.items()}}
+    """The plain environment of scripts/minio-users.sh: users, their policies' documents."""
+    documents_of = {APP_USER: app_policy(documents), BACKUP_USER: backup_policy(documents, backups)}
+    return {"USERS": " ".join(f"{user}:{policy}" for user, policy in USERS), "POLICY_DIR": policy_dir,
+            **{f"POLICY_{user}": json.dumps(doc, separators=(",", ":")) for user, doc in documents_of.items()}}
