@@ -57,10 +57,14 @@ postgres = Postgres(naming.container("postgres"), PostgresArgs(
     **data_args("postgres"), password=secrets["postgresPassword"], archive=pgbackrest,
     role_passwords={purpose: secrets[name] for purpose, name in DATABASE_ROLES.items()},
     max_connections=cfg.postgres_max_connections), on_host)
-redis = Redis(naming.container("redis"), RedisArgs(**data_args("redis"), password=secrets["redisPassword"]), on_host)
+redis = Redis(naming.container("redis"), RedisArgs(**data_args("redis"), app_password=secrets["redisPassword"],
+                                                        admin_password=secrets["redisAdminPassword"],
+                                                        backup_password=secrets["redisBackupPassword"],
+                                                        exporter_password=secrets["redisExporterPassword"]), on_host)
 qdrant = Qdrant(naming.container("qdrant"), QdrantArgs(**data_args("qdrant"), api_key=secrets["qdrantApiKey"]), on_host)
 minio = Minio(naming.container("minio"), MinioArgs(
-    **data_args("minio"), root_user=secrets["minioRootUser"], root_password=secrets["minioRootPassword"]),
+    **data_args("minio"), root_user=secrets["minioRootUser"], root_password=secrets["minioRootPassword"],
+    app_password=secrets["minioAppPassword"], backup_password=secrets["minioBackupPassword"]),
     on_host)
 data_services = [*postgres.ready, *redis.ready, *qdrant.ready, *minio.ready]
 
@@ -123,7 +127,7 @@ monitoring = Monitoring(naming.resource("monitoring"), MonitoringArgs(
                           worker=worker.container_name, flower=flower.container_name),
     flower_user=naming.flower_user, flower_password=secrets["flowerPassword"],
     postgres_user=naming.database_role("monitor"), postgres_password=secrets["postgresMonitorPassword"],
-    redis_password=secrets["redisPassword"],
+    redis_exporter_password=secrets["redisExporterPassword"],
     qdrant_api_key=secrets["qdrantApiKey"],
     backup_schedule=cfg.backups.schedule, backup_metrics_volume=backups.metrics_volume.name,
     smtp=cfg.smtp, smtp_password=secrets.provider_keys.get("SMTP_PASSWORD"),

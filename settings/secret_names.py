@@ -16,10 +16,15 @@ GENERATED: dict[str, int] = {
     "postgresAppPassword": 32,
     "postgresMonitorPassword": 32,
     "postgresBackupPassword": 32,
-    "redisPassword": 32,
+    "redisPassword": 32,  # the app's Redis user (components/data/redis_acl.py)
+    "redisAdminPassword": 32,
+    "redisBackupPassword": 32,
+    "redisExporterPassword": 32,
     "qdrantApiKey": 40,
     "minioRootUser": 20,
     "minioRootPassword": 40,
+    "minioAppPassword": 40,  # the app's MinIO user (components/data/minio_policies.py)
+    "minioBackupPassword": 40,  # the backup job's
     "flowerPassword": 32,
     "resticPassword": 64,
 }

@@ -7,6 +7,7 @@ import json
 import pytest
 
 import harness
+from components.data.redis_acl import sha256_hex
 from components.secrets import password_resource_name
 from settings.secret_names import ROTATABLE
 from settings.naming import Naming
@@ -21,8 +22,11 @@ def _fingerprints(run: harness.Run) -> dict[tuple[str, str], str]:
 
 
 def _consumers(run: harness.Run, value: str) -> set[str]:
+    """What holds VALUE, or its SHA-256 digest (Redis' app and exporter users)."""
+    forms = (value, sha256_hex(value))
     return {r.name for r in run.resources
-            if r.custom and r.type != "random:index/randomPassword:RandomPassword" and value in json.dumps(harness.unwrap(r.inputs))}
+            if r.custom and r.type != "random:index/randomPassword:RandomPassword"
+            and any(form in json.dumps(harness.unwrap(r.inputs)) for form in forms)}
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import pulumi
 
+from components.data import minio_policies, redis_acl
 from components.secrets import Secrets, secret_env
 from settings.model import StackConfig
 from settings.secret_names import DATABASE_ROLES
@@ -56,11 +57,11 @@ class AppEnvironment:
                 "@", n.container("postgres"), f":{POSTGRES_PORT}/", n.database,
             ),
             "REDIS_URL": pulumi.Output.concat(
-                "redis://:", s["redisPassword"], "@", n.container("redis"), f":{REDIS_PORT}/0"
+                f"redis://{redis_acl.APP_USER}:", s["redisPassword"], "@", n.container("redis"), f":{REDIS_PORT}/0"
             ),
             "QDRANT_API_KEY": s["qdrantApiKey"],
-            "MINIO_ACCESS_KEY": s["minioRootUser"],
-            "MINIO_SECRET_KEY": s["minioRootPassword"],
+            "MINIO_ACCESS_KEY": minio_policies.APP_USER,
+            "MINIO_SECRET_KEY": s["minioAppPassword"],
             **s.provider_keys,
         }
         return [f"{k}={v}" for k, v in sorted(plain.items())] + [
