@@ -29,6 +29,7 @@ from components.secrets import Secrets, SecretsArgs
 from components.app.worker import CeleryArgs, Flower, FlowerArgs, Worker
 from settings import load, release_guard
 from settings.naming import Naming
+from settings.secret_names import DATABASE_ROLES
 
 cfg = load.load()
 release_guard.check(cfg)
@@ -51,14 +52,19 @@ def data_args(service: str) -> dict:
 offsite = offsite_target(cfg, naming, secrets)
 # PostgreSQL archives its WAL into pgBackRest's repositories from its first start.
 pgbackrest = PgBackRest(naming.resource("pgbackrest"), PgBackRestArgs(
-    naming=naming, config=cfg.backups, offsite=offsite, database_user=naming.database_user), on_host)
+    naming=naming, config=cfg.backups, offsite=offsite, database_user=naming.database_role("backup")), on_host)
 postgres = Postgres(naming.container("postgres"), PostgresArgs(
     **data_args("postgres"), password=secrets["postgresPassword"], archive=pgbackrest,
+    role_passwords={purpose: secrets[name] for purpose, name in DATABASE_ROLES.items()},
     max_connections=cfg.postgres_max_connections), on_host)
-redis = Redis(naming.container("redis"), RedisArgs(**data_args("redis"), password=secrets["redisPassword"]), on_host)
+redis = Redis(naming.container("redis"), RedisArgs(**data_args("redis"), app_password=secrets["redisPassword"],
+                                                        admin_password=secrets["redisAdminPassword"],
+                                                        backup_password=secrets["redisBackupPassword"],
+                                                        exporter_password=secrets["redisExporterPassword"]), on_host)
 qdrant = Qdrant(naming.container("qdrant"), QdrantArgs(**data_args("qdrant"), api_key=secrets["qdrantApiKey"]), on_host)
 minio = Minio(naming.container("minio"), MinioArgs(
-    **data_args("minio"), root_user=secrets["minioRootUser"], root_password=secrets["minioRootPassword"]),
+    **data_args("minio"), root_user=secrets["minioRootUser"], root_password=secrets["minioRootPassword"],
+    app_password=secrets["minioAppPassword"], backup_password=secrets["minioBackupPassword"]),
     on_host)
 data_services = [*postgres.ready, *redis.ready, *qdrant.ready, *minio.ready]
 
@@ -69,14 +75,15 @@ backups = Backups(naming.container("backup"), BackupsArgs(
     postgres=postgres, pgbackrest=pgbackrest, redis=redis, qdrant=qdrant, minio=minio, secrets=secrets,
     offsite=offsite, host=host), on_host)
 
-app_envs = AppEnvironment(cfg=cfg, naming=naming, secrets=secrets).envs()
+app_environment = AppEnvironment(cfg=cfg, naming=naming, secrets=secrets)
+app_envs, migration_envs = app_environment.envs("app"), app_environment.envs("owner")
 
 
 def app_slot(slot: str, migrate_after: list) -> AppSlot:
     spec = cfg.slots[slot]
     return AppSlot(naming.resource(f"app-{slot}"), AppSlotArgs(
         naming=naming, slot=slot, image=spec.image, replicas=spec.replicas,
-        uvicorn_workers=cfg.uvicorn_workers, memory_mb=cfg.memory_mb["app"], envs=app_envs,
+        uvicorn_workers=cfg.uvicorn_workers, memory_mb=cfg.memory_mb["app"], envs=app_envs, migration_envs=migration_envs,
         frontend_network=networks.frontend.name, backend_network=networks.backend.name,
         host=host, probe_image=cfg.images.nginx, depends_on=[*data_services, *backups.ready],
         backup_command=backups.pre_migration_command(slot), migrate_after=migrate_after), on_host)
@@ -119,7 +126,8 @@ monitoring = Monitoring(naming.resource("monitoring"), MonitoringArgs(
     targets=ScrapeTargets(slots={s: a.container_names for s, a in slots.items()}, active_slot=cfg.active_slot,
                           worker=worker.container_name, flower=flower.container_name),
     flower_user=naming.flower_user, flower_password=secrets["flowerPassword"],
-    postgres_password=secrets["postgresPassword"], redis_password=secrets["redisPassword"],
+    postgres_user=naming.database_role("monitor"), postgres_password=secrets["postgresMonitorPassword"],
+    redis_exporter_password=secrets["redisExporterPassword"],
     qdrant_api_key=secrets["qdrantApiKey"],
     backup_schedule=cfg.backups.schedule, backup_metrics_volume=backups.metrics_volume.name,
     smtp=cfg.smtp, smtp_password=secrets.provider_keys.get("SMTP_PASSWORD"),

@@ -67,6 +67,11 @@ class Naming:
     def database_user(self) -> str:
         return f"{self.env}_shia_chatbot"
 
+    def database_role(self, purpose: str) -> str:
+        """A login role of the app's database: `owner` (migrations), `app` (app and
+        worker), `monitor` (the exporter), `backup` (pgBackRest); see DATABASE_ROLES."""
+        return f"{self.env}_shia_chatbot_{purpose}"
+
     @property
     def flower_user(self) -> str:
         """Flower's basic-auth user (its password is a generated secret)."""

@@ -32,6 +32,7 @@ from typing import Optional
 from xml.etree import ElementTree
 
 from components.backups.backups import METRICS_FILE
+from components.data import redis_acl
 from real_tools import need
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -173,19 +174,28 @@ class Postgres:
 
 @dataclass
 class Redis:
-    """A redis-server as in the stack: append-only, password required."""
+    """A redis-server as in the stack: append-only, its ACL users as the Redis
+    container defines them (components/data/redis_acl.py), the default user off.
+    `password` is the backup user's; `cli` runs as the admin."""
 
     folder: Path
     password: str
+    admin_password: str = field(default_factory=password)
+    app_password: str = field(default_factory=password)
+    exporter_password: str = field(default_factory=password)
     port: int = field(default_factory=free_port)
     process: Optional[subprocess.Popen] = None
 
     def start(self) -> "Redis":
-        # Config on stdin, as the restore script does: the password is in no argv.
-        config = (f'port {self.port}\nbind 127.0.0.1\ndir {self.folder}\nappendonly yes\n'
-                  f'requirepass "{self.password}"\nenable-debug-command local\n')
-        self.process = subprocess.Popen(as_server_user(["redis-server", "-"]), stdin=subprocess.PIPE,
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)
+        # Config on stdin, as the container does: the passwords are in no argv.
+        config = f'port {self.port}\nbind 127.0.0.1\ndir {self.folder}\nappendonly yes\nenable-debug-command local\n'
+        env = {**os.environ, redis_acl.ADMIN_PASSWORD_ENV: self.admin_password,
+               redis_acl.BACKUP_PASSWORD_ENV: self.password,
+               redis_acl.APP_PASSWORD_SHA256_ENV: redis_acl.sha256_hex(self.app_password),
+               redis_acl.EXPORTER_PASSWORD_SHA256_ENV: redis_acl.sha256_hex(self.exporter_password)}
+        self.process = subprocess.Popen(
+            as_server_user(["sh", "-c", f"{{ cat; {redis_acl.config_printf()}; }} | exec redis-server -"]),
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True, env=env)
         self.process.stdin.write(config)
         self.process.stdin.close()
         deadline = time.monotonic() + 10
@@ -199,13 +209,18 @@ class Redis:
             self.cli("SHUTDOWN")
             self.process.wait(timeout=10)
 
-    def cli(self, *args: str) -> str:
-        result = subprocess.run(["redis-cli", "-p", str(self.port), *args],
-                                env={**os.environ, "REDISCLI_AUTH": self.password}, capture_output=True, text=True)
-        return result.stdout.strip()
+    def cli(self, *args: str, user: str = redis_acl.ADMIN_USER, secret: Optional[str] = None) -> str:
+        """redis-cli as USER (the admin by default) with SECRET (that user's password by default)."""
+        passwords = {redis_acl.ADMIN_USER: self.admin_password, redis_acl.BACKUP_USER: self.password,
+                     redis_acl.APP_USER: self.app_password, redis_acl.EXPORTER_USER: self.exporter_password}
+        result = subprocess.run(["redis-cli", "--user", user, "-p", str(self.port), *args],
+                                env={**os.environ, "REDISCLI_AUTH": secret or passwords.get(user, "")},
+                                capture_output=True, text=True)
+        return (result.stdout + result.stderr).strip()
 
     def env(self) -> dict[str, str]:
-        return {"REDIS_HOST": "127.0.0.1", "REDIS_PORT": str(self.port), "REDISCLI_AUTH": self.password}
+        return {"REDIS_HOST": "127.0.0.1", "REDIS_PORT": str(self.port), "REDIS_USER": redis_acl.BACKUP_USER,
+                "REDISCLI_AUTH": self.password}
 
 
 # ---- restic, and stand-ins for Qdrant and MinIO run as local processes ---------------

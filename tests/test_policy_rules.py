@@ -123,6 +123,9 @@ FAILURES = [
     ("service-authentication", at(REDIS, lambda r: r.but(command=["redis-server", "--appendonly", "yes"])),
      "without --requirepass"),
     ("service-authentication", at(REDIS, lambda r: r.but(envs=[])), "REDIS_PASSWORD is not set"),
+    ("service-authentication", at(REDIS, lambda r: r.but(command=[
+        "sh", "-c", "printf 'user default off\\nuser app on #%s ~* +@all\\n' \"$REDIS_APP_PASSWORD_SHA256\" | "
+                    "exec redis-server -"])), "REDIS_APP_PASSWORD_SHA256 is not set"),
     ("service-authentication", at(QDRANT, lambda r: r.but(envs=["QDRANT__TELEMETRY_DISABLED=true"])),
      "QDRANT__SERVICE__API_KEY is not set"),
     ("service-authentication", at(MINIO, lambda r: r.env("MINIO_ROOT_USER", "minioadmin")),

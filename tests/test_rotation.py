@@ -7,6 +7,7 @@ import json
 import pytest
 
 import harness
+from components.data.redis_acl import sha256_hex
 from components.secrets import password_resource_name
 from settings.secret_names import ROTATABLE
 from settings.naming import Naming
@@ -21,8 +22,11 @@ def _fingerprints(run: harness.Run) -> dict[tuple[str, str], str]:
 
 
 def _consumers(run: harness.Run, value: str) -> set[str]:
+    """What holds VALUE, or its SHA-256 digest (Redis' app and exporter users)."""
+    forms = (value, sha256_hex(value))
     return {r.name for r in run.resources
-            if r.custom and r.type != "random:index/randomPassword:RandomPassword" and value in json.dumps(harness.unwrap(r.inputs))}
+            if r.custom and r.type != "random:index/randomPassword:RandomPassword"
+            and any(form in json.dumps(harness.unwrap(r.inputs)) for form in forms)}
 
 
 @pytest.fixture(scope="module")
@@ -83,6 +87,15 @@ def test_rotating_the_database_password_also_sets_it_in_the_running_server(base)
     assert any(d.endswith("::prod-postgres-set-password") for d in app.dependencies)
 
 
+def test_rotating_a_role_password_reruns_the_roles_step_before_the_app(base):
+    rotated = harness.run("prod", {**PROD, "rotation": {"postgresAppPassword": 1}})
+    step = rotated.named("prod-postgres-roles")
+    assert "CREATE ROLE" in step.plain("create") and "APP_ROLE=prod_shia_chatbot_app" in step.plain("create")
+    assert harness.is_secret(step.inputs["stdin"])
+    app = next(r for r in rotated.resources if r.name == "prod-app-blue-1" and r.custom)
+    assert any(d.endswith("::prod-postgres-roles") for d in app.dependencies)
+
+
 def test_known_consumers_of_each_secret(base):
     def consumers_of(secret: str) -> set[str]:
         name = password_resource_name(PROD_NAMES, secret)
@@ -90,7 +103,12 @@ def test_known_consumers_of_each_secret(base):
         return _consumers(base, harness.mock_password(name, int(r.plain("length")), r.plain("keepers")))
 
     app = {"prod-app-blue-1", "prod-app-blue-2", "prod-worker-blue", "prod-flower", "prod-app-blue-migrate"}
-    assert app | {"prod-postgres", "prod-postgres-set-password"} <= consumers_of("postgresPassword")
+    # The superuser's password reaches PostgreSQL's own container and its step only.
+    assert consumers_of("postgresPassword") == {"prod-postgres", "prod-postgres-set-password"}
+    assert app - {"prod-app-blue-migrate"} | {"prod-postgres-roles"} == consumers_of("postgresAppPassword")
+    assert consumers_of("postgresOwnerPassword") == {"prod-app-blue-migrate", "prod-postgres-roles"}
+    assert consumers_of("postgresMonitorPassword") == {"prod-postgres-exporter", "prod-postgres-roles"}
+    assert consumers_of("postgresBackupPassword") == {"prod-postgres-roles"}
     assert app | {"prod-redis"} <= consumers_of("redisPassword")
     assert "prod-flower" in consumers_of("flowerPassword")
     assert app <= consumers_of("secretKey") and "prod-postgres" not in consumers_of("secretKey")

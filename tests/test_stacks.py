@@ -151,9 +151,9 @@ def test_app_environment_has_every_critical_variable(run):
     assert app["RATE_LIMIT_PER_HOUR"] == str(row["rateLimitPerHour"])
     assert app["QDRANT_COLLECTION"] == f"{env}_documents"
     assert app["QDRANT_URL"] == f"http://{env}-qdrant:6333"
-    assert re.fullmatch(rf"postgresql\+asyncpg://{env}_shia_chatbot:[A-Za-z0-9]{{32}}@{env}-postgres:5432/{env}_shia_chatbot",
+    assert re.fullmatch(rf"postgresql\+asyncpg://{env}_shia_chatbot_app:[A-Za-z0-9]{{32}}@{env}-postgres:5432/{env}_shia_chatbot",
                         app["DATABASE_URL"])
-    assert re.fullmatch(rf"redis://:[A-Za-z0-9]{{32}}@{env}-redis:6379/0", app["REDIS_URL"])
+    assert re.fullmatch(rf"redis://app:[A-Za-z0-9]{{32}}@{env}-redis:6379/0", app["REDIS_URL"])
     for key in ("SECRET_KEY", "QDRANT_API_KEY", "MINIO_ENDPOINT", "MINIO_ACCESS_KEY", "MINIO_SECRET_KEY",
                 "CORS_ORIGINS", "ALLOWED_HOSTS", "STRUCTLOG_DEV_MODE", "DB_POOL_SIZE", "DB_MAX_OVERFLOW"):
         assert app.get(key), key
@@ -172,16 +172,23 @@ def test_worker_and_flower_commands(run):
     assert re.fullmatch(rf"{env}-ops:[A-Za-z0-9]{{32}}", env_of(flower)["FLOWER_BASIC_AUTH"])
 
 
-def test_redis_requires_its_password_and_appends(run):
+def test_redis_defines_its_acl_users_and_appends(run):
     redis = run.containers()[f"{run.stack}-redis"]
     command = " ".join(redis.plain("command"))
-    assert "--appendonly yes" in command and '--requirepass "$REDIS_PASSWORD"' in command
-    # Through the image's entrypoint, which drops root for the redis user; maxmemory
-    # from the container's own limit, so a memory change is an update in place.
-    assert command.startswith("sh -c limit_mb=") and "&& exec docker-entrypoint.sh redis-server " in command
+    assert "--appendonly yes" in command and "user default off" in command
+    # Through the image's entrypoint, which drops root for the redis user, the
+    # users' config on its stdin; maxmemory from the container's own limit, so
+    # a memory change is an update in place.
+    assert command.startswith("sh -c limit_mb=") and "| exec docker-entrypoint.sh redis-server - " in command
     assert '--maxmemory "$((limit_mb * 3 / 4))mb" --maxmemory-policy noeviction' in command
-    # The password itself is in the (secret) environment, not on the command line.
-    assert not re.search(r"requirepass [A-Za-z0-9]{32}", command)
+    # The passwords are in the (secret) environment, not on the command line;
+    # the app's and the exporter's only as digests.
+    assert not re.search(r"[A-Za-z0-9]{32}", command)
+    env = dict(e.split("=", 1) for e in redis.plain("envs"))
+    assert re.fullmatch(r"[0-9a-f]{64}", env["REDIS_APP_PASSWORD_SHA256"])
+    assert re.fullmatch(r"[0-9a-f]{64}", env["REDIS_EXPORTER_PASSWORD_SHA256"])
+    app = dict(e.split("=", 1) for e in run.containers()[f"{run.stack}-worker-blue"].plain("envs"))
+    assert app["REDIS_URL"].split(":")[2].split("@")[0] not in env.values()
 
 
 def test_minio_buckets_are_made_on_the_host(run):
@@ -189,9 +196,12 @@ def test_minio_buckets_are_made_on_the_host(run):
     step = run.named(f"{env}-minio-buckets")
     assert step.type == ("command:local:Command" if env == "dev" else "command:remote:Command")
     assert f"local/{env}-documents local/{env}-backups" in step.plain("create")
-    # Credentials reach mc through its environment, never as arguments.
-    assert 'MC_HOST_local="http://$MINIO_ROOT_USER:$MINIO_ROOT_PASSWORD@127.0.0.1:9000"' in step.plain("create")
-    assert "mc alias set" not in step.plain("create")
+    # Credentials reach mc through its environment, the users' secrets through
+    # stdin, never as arguments.
+    assert 'MC_HOST_local="http://$MINIO_ROOT_USER:$MINIO_ROOT_PASSWORD@${MINIO_ADDRESS:-127.0.0.1:9000}"' in \
+        step.plain("create")
+    assert "mc alias set" not in step.plain("create") and "docker exec -i" in step.plain("create")
+    assert "USERS='app:app-documents backup:backup-job'" in step.plain("create")
 
 
 def test_router_serves_the_active_slot(run):

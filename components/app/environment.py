@@ -7,8 +7,10 @@ from dataclasses import dataclass
 
 import pulumi
 
+from components.data import minio_policies, redis_acl
 from components.secrets import Secrets, secret_env
 from settings.model import StackConfig
+from settings.secret_names import DATABASE_ROLES
 from settings.naming import MINIO_PORT, POSTGRES_PORT, QDRANT_PORT, REDIS_PORT, Naming
 
 
@@ -18,7 +20,9 @@ class AppEnvironment:
     naming: Naming
     secrets: Secrets
 
-    def envs(self) -> list[pulumi.Input[str]]:
+    def envs(self, database_role: str = "app") -> list[pulumi.Input[str]]:
+        """NAME=value entries; DATABASE_URL logs in as `database_role`: `app` (DML)
+        for the app, worker and Flower, `owner` (DDL) for the migrations."""
         cfg, n, s = self.cfg, self.naming, self.secrets
         app = cfg.app
         plain = {
@@ -49,15 +53,15 @@ class AppEnvironment:
         secret = {
             "SECRET_KEY": s["secretKey"],
             "DATABASE_URL": pulumi.Output.concat(
-                "postgresql+asyncpg://", n.database_user, ":", s["postgresPassword"],
+                "postgresql+asyncpg://", n.database_role(database_role), ":", s[DATABASE_ROLES[database_role]],
                 "@", n.container("postgres"), f":{POSTGRES_PORT}/", n.database,
             ),
             "REDIS_URL": pulumi.Output.concat(
-                "redis://:", s["redisPassword"], "@", n.container("redis"), f":{REDIS_PORT}/0"
+                f"redis://{redis_acl.APP_USER}:", s["redisPassword"], "@", n.container("redis"), f":{REDIS_PORT}/0"
             ),
             "QDRANT_API_KEY": s["qdrantApiKey"],
-            "MINIO_ACCESS_KEY": s["minioRootUser"],
-            "MINIO_SECRET_KEY": s["minioRootPassword"],
+            "MINIO_ACCESS_KEY": minio_policies.APP_USER,
+            "MINIO_SECRET_KEY": s["minioAppPassword"],
             **s.provider_keys,
         }
         return [f"{k}={v}" for k, v in sorted(plain.items())] + [

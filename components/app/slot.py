@@ -25,6 +25,7 @@ class AppSlotArgs:
     uvicorn_workers: int
     memory_mb: int
     envs: Sequence[pulumi.Input[str]]
+    migration_envs: Sequence[pulumi.Input[str]]  # envs, with the database's owner role (DDL)
     frontend_network: pulumi.Input[str]
     backend_network: pulumi.Input[str]
     host: DockerHost
@@ -63,7 +64,7 @@ class AppSlot(pulumi.ComponentResource):
             before_migration.append(self.backup)
         # 2. Migrations, once, with the new image.
         self.migration = release.migrate(
-            args.host, f"{step}-migrate", image=args.image, network=n.network("backend"), envs=args.envs,
+            args.host, f"{step}-migrate", image=args.image, network=n.network("backend"), envs=args.migration_envs,
             memory_mb=args.memory_mb, parent=self, after=[*before_migration, *args.migrate_after, self.image])
         # 3. The replicas, each created healthy. One after the other: a change
         # that replaces them (a rotation, an app setting) takes one down at a

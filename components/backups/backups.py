@@ -44,6 +44,7 @@ from components.host.networks import labelled_network
 from components.backups.offsite import OffsiteTarget, stack_minio_url
 from components.data.postgres import Postgres
 from components.data.qdrant import Qdrant
+from components.data import redis_acl
 from components.data.redis import Redis
 from components.secrets import Secrets, secret_env
 from settings.model import BackupSchedule, BackupsConfig
@@ -248,7 +249,7 @@ class Backups(pulumi.ComponentResource):
             f"BACKUP_FULL_EVERY_DAYS={FULL_BACKUP_PERIOD_DAYS}",
             f"PGHOST={SOCKET_PATH}",
             f"PGPORT={POSTGRES_PORT}",
-            f"PGUSER={args.postgres.user}",
+            f"PGUSER={args.postgres.roles['backup']}",
             f"PGDATABASE={args.postgres.database}",
             f"RESTIC_REPOSITORY={RESTIC_REPOSITORY}",
             f"RESTIC_CACHE_DIR={BACKUP_DIR}/.cache/restic",
@@ -261,7 +262,8 @@ class Backups(pulumi.ComponentResource):
             "REDIS_HOST=redis",
             f"REDIS_PORT={REDIS_PORT}",
             f"REDIS_RESTORE_ADDRESS={NETWORK_ALIAS}",
-            secret_env("REDISCLI_AUTH", secrets["redisPassword"]),
+            f"REDIS_USER={redis_acl.BACKUP_USER}",
+            secret_env("REDISCLI_AUTH", secrets["redisBackupPassword"]),
             f"QDRANT_URL=http://qdrant:{QDRANT_PORT}",
             f"QDRANT_COLLECTION={args.qdrant.collection}",
             secret_env("QDRANT_API_KEY", secrets["qdrantApiKey"]),

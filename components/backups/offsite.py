@@ -31,6 +31,7 @@ from pulumi_aws import Provider, ProviderDefaultTagsArgs
 from components.secrets import Secrets
 from settings.load import PROJECT
 from settings.model import StackConfig
+from components.data import minio_policies
 from settings.naming import MINIO_PORT, Naming
 
 # One prefix per tool (restic and pgBackRest each own the layout under theirs).
@@ -85,14 +86,14 @@ def offsite_target(cfg: StackConfig, naming: Naming, secrets: Secrets) -> Offsit
         return dataclasses.replace(offsite.target, ready=(offsite,))
     return OffsiteTarget(
         bucket=naming.bucket("backups"), endpoint=f"minio:{MINIO_PORT}", region="us-east-1", tls=False,
-        path_style=True, access_key_id=pulumi.Output.secret(secrets["minioRootUser"]),
-        secret_access_key=secrets["minioRootPassword"], needs_egress=False)
+        path_style=True, access_key_id=minio_policies.BACKUP_USER,
+        secret_access_key=secrets["minioBackupPassword"], needs_egress=False)
 
 
 def stack_minio_url(secrets: Secrets) -> pulumi.Output[str]:
     """The stack's MinIO as an mc alias URL, reached by its alias on the backend network (secret)."""
     return pulumi.Output.secret(pulumi.Output.format(
-        "http://{0}:{1}@minio:{2}", secrets["minioRootUser"], secrets["minioRootPassword"], MINIO_PORT))
+        "http://{0}:{1}@minio:{2}", minio_policies.BACKUP_USER, secrets["minioBackupPassword"], MINIO_PORT))
 
 
 def bucket_arn(bucket: str) -> str:

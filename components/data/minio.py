@@ -1,4 +1,5 @@
-"""MinIO: object storage with buckets `<env>-documents` and `<env>-backups`."""
+"""MinIO: object storage with buckets `<env>-documents` and `<env>-backups`, and the
+app's and the backup job's users (minio_policies.py); the root credentials stay here."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Optional
 
 import pulumi
 
+from components.data import minio_policies
 from components.host.containers import Healthcheck
 from components.data.service import DataService, DataServiceArgs, DataServiceSpec
 from components.secrets import secret_env
@@ -19,6 +21,8 @@ BUCKET_PURPOSES = ("documents", "backups")
 class MinioArgs(DataServiceArgs):
     root_user: pulumi.Input[str]
     root_password: pulumi.Input[str]
+    app_password: pulumi.Input[str]
+    backup_password: pulumi.Input[str]
 
 
 class Minio(DataService):
@@ -38,20 +42,22 @@ class Minio(DataService):
 
     def _extend(self, args: MinioArgs) -> None:
         self.buckets = {p: args.naming.bucket(p) for p in BUCKET_PURPOSES}
-        # Buckets are made inside the container with its own credentials, so no
-        # secret appears in the command. Idempotent; reruns when the container is new.
-        targets = " ".join(f"local/{b}" for b in self.buckets.values())
+        # Buckets, policies and users are made inside the container with its own
+        # root credentials (scripts/minio-users.sh); the users' secrets go in on
+        # stdin, so none is in the command. Idempotent; reruns when the container
+        # is new or a user's secret changes (rotation: the user's secret is set again).
         # mc reads the alias from MC_HOST_local: the credentials are expanded into
         # its environment, never onto a command line (ps) or into ~/.mc/config.json.
-        inner = (
-            'export MC_HOST_local="http://$MINIO_ROOT_USER:$MINIO_ROOT_PASSWORD@127.0.0.1:9000"'
-            f" && mc mb --ignore-existing {targets}"
-            f" && mc version enable local/{self.buckets['backups']}"
-        )
+        targets = " ".join(f"local/{b}" for b in self.buckets.values())
+        buckets = ('export MC_HOST_local="http://$MINIO_ROOT_USER:$MINIO_ROOT_PASSWORD@127.0.0.1:9000"'
+                   f" && mc mb --ignore-existing {targets} && mc version enable local/{self.buckets['backups']}\n")
         self.bucket_step = args.host.command(
             f"{self.container_name}-buckets",
-            create=in_container(self.container_name, inner),
-            triggers=[self.container.id],
+            create=in_container(self.container_name, buckets + minio_policies.USERS_SCRIPT, stdin=True,
+                                env=minio_policies.users_step_env(self.buckets["documents"],
+                                                                  self.buckets["backups"])),
+            stdin=pulumi.Output.secret(pulumi.Output.concat(args.app_password, "\n", args.backup_password, "\n")),
+            triggers=[self.container.id, args.app_password, args.backup_password],
             opts=pulumi.ResourceOptions(parent=self, depends_on=self.deployed.ready),
         )
 

@@ -8,9 +8,10 @@ backup container reaches the server only over that socket.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Mapping, Optional
 
 import pulumi
 import pulumi_docker as docker
@@ -20,13 +21,16 @@ from components.host.containers import MEMORY_LIMIT_MB, Healthcheck
 from components.data.service import DataService, DataServiceArgs, DataServiceSpec
 from components.secrets import secret_env
 from components.host.docker_host import in_container
+from settings.secret_names import DATABASE_ROLES
 
 SET_PASSWORD_SCRIPT = (Path(__file__).parent / "scripts" / "postgres-set-password.sh").read_text()
+ROLES_SCRIPT = (Path(__file__).parent / "scripts" / "postgres-roles.sh").read_text()
 
 
 @dataclass(frozen=True, kw_only=True)
 class PostgresArgs(DataServiceArgs):
-    password: pulumi.Input[str]
+    password: pulumi.Input[str]  # the superuser's
+    role_passwords: Mapping[str, pulumi.Input[str]]  # DATABASE_ROLES' purpose -> that role's password
     archive: PgBackRest
     max_connections: int = 200
 
@@ -70,6 +74,7 @@ class Postgres(DataService):
         )
         self.database = naming.database
         self.user = naming.database_user
+        self.roles = {purpose: naming.database_role(purpose) for purpose in DATABASE_ROLES}
         super().__init__("Postgres", name, args, spec, opts)
 
     def _extend(self, args: PostgresArgs) -> None:
@@ -82,8 +87,19 @@ class Postgres(DataService):
             triggers=[args.password],
             opts=pulumi.ResourceOptions(parent=self, depends_on=self.deployed.ready),
         )
+        # The login roles and their grants: re-run when a password rotates or the
+        # script (the roles' definition) changes; every run is idempotent.
+        passwords = [args.role_passwords[purpose] for purpose in DATABASE_ROLES]
+        self.roles_step = args.host.command(
+            f"{self.container_name}-roles",
+            create=in_container(self.container_name, ROLES_SCRIPT, stdin=True,
+                                env={f"{purpose.upper()}_ROLE": role for purpose, role in self.roles.items()}),
+            stdin=pulumi.Output.concat(*(x for p in passwords for x in (p, "\n"))),
+            triggers=[*passwords, hashlib.sha256(ROLES_SCRIPT.encode()).hexdigest()],
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[*self.deployed.ready, self.password_step]),
+        )
 
     @property
     def ready(self) -> list[pulumi.Resource]:
-        """Depend on these to connect: the server is up, healthy, and has the current password."""
-        return [*self.deployed.ready, self.password_step]
+        """Depend on these to connect: the server is up, healthy, and its roles have the current passwords."""
+        return [*self.deployed.ready, self.password_step, self.roles_step]

@@ -1,4 +1,4 @@
-"""Redis 7.2: Celery broker and cache, append-only, password required."""
+"""Redis 7.2: Celery broker and cache, append-only, ACL users (redis_acl.py), the default user off."""
 
 from __future__ import annotations
 
@@ -9,13 +9,28 @@ import pulumi
 
 from components.host.containers import MEMORY_LIMIT_MB, Healthcheck
 from components.host.docker_host import in_container
+from components.data import redis_acl
 from components.data.service import DataService, DataServiceArgs, DataServiceSpec
 from components.secrets import secret_env
 
 
 @dataclass(frozen=True, kw_only=True)
 class RedisArgs(DataServiceArgs):
-    password: pulumi.Input[str]
+    """One password per ACL user (redis_acl.py): app, admin, backup, exporter."""
+
+    app_password: pulumi.Input[str]
+    admin_password: pulumi.Input[str]
+    backup_password: pulumi.Input[str]
+    exporter_password: pulumi.Input[str]
+
+
+def _digest(password: pulumi.Input[str]) -> pulumi.Output[str]:
+    return pulumi.Output.secret(pulumi.Output.from_input(password).apply(redis_acl.sha256_hex))
+
+
+# redis-cli in the Redis container (healthcheck, maxmemory step) logs in as the
+# admin, its password in REDISCLI_AUTH.
+ADMIN_CLI = f"redis-cli --user {redis_acl.ADMIN_USER}"
 
 
 class Redis(DataService):
@@ -29,21 +44,25 @@ class Redis(DataService):
         spec = DataServiceSpec(
             service="redis",
             data_path="/data",
-            # The password comes from the environment, not the command line, so it
-            # is not in `docker inspect`'s Cmd; REDISCLI_AUTH lets the healthcheck in.
+            # The passwords come from the environment, not the command line, so
+            # they are not in `docker inspect`'s Cmd; the users are written on
+            # redis-server's stdin at start. REDISCLI_AUTH lets the healthcheck in.
             envs=[
-                secret_env("REDIS_PASSWORD", args.password),
-                secret_env("REDISCLI_AUTH", args.password),
+                secret_env(redis_acl.ADMIN_PASSWORD_ENV, args.admin_password),
+                secret_env(redis_acl.BACKUP_PASSWORD_ENV, args.backup_password),
+                secret_env(redis_acl.APP_PASSWORD_SHA256_ENV, _digest(args.app_password)),
+                secret_env(redis_acl.EXPORTER_PASSWORD_SHA256_ENV, _digest(args.exporter_password)),
+                secret_env("REDISCLI_AUTH", args.admin_password),
             ],
             command=[
                 "sh", "-c",
                 # Through the image's entrypoint: given `redis-server` it drops
                 # from root to the redis user (a bare `sh -c` would not).
-                f"{MEMORY_LIMIT_MB} && exec docker-entrypoint.sh redis-server --appendonly yes "
-                '--requirepass "$REDIS_PASSWORD" --maxmemory "$((limit_mb * 3 / 4))mb" '
-                "--maxmemory-policy noeviction",
+                f"{MEMORY_LIMIT_MB} && {redis_acl.config_printf()} | "
+                "exec docker-entrypoint.sh redis-server - --appendonly yes "
+                '--maxmemory "$((limit_mb * 3 / 4))mb" --maxmemory-policy noeviction',
             ],
-            healthcheck=Healthcheck(test=["CMD-SHELL", "redis-cli ping | grep -q PONG"]),
+            healthcheck=Healthcheck(test=["CMD-SHELL", f"{ADMIN_CLI} ping | grep -q PONG"]),
         )
         self.memory_mb = args.memory_mb
         super().__init__("Redis", name, args, spec, opts)
@@ -54,7 +73,7 @@ class Redis(DataService):
         self.maxmemory_step = args.host.command(
             f"{self.container_name}-maxmemory",
             create=in_container(self.container_name,
-                                f'{MEMORY_LIMIT_MB} && redis-cli CONFIG SET maxmemory "$((limit_mb * 3 / 4))mb"'),
+                                f'{MEMORY_LIMIT_MB} && {ADMIN_CLI} CONFIG SET maxmemory "$((limit_mb * 3 / 4))mb"'),
             triggers=[self.container.id, args.memory_mb],
             opts=pulumi.ResourceOptions(parent=self, depends_on=self.deployed.ready),
         )

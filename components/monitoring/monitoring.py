@@ -32,6 +32,7 @@ from components.host.containers import (
 from components.host.docker_host import DockerHost, in_container
 from components.monitoring.rules import MEMORY_METRICS, RulesSpec, backup_stale_after
 from components.host.networks import labelled_network
+from components.data import redis_acl
 from components.secrets import secret_env
 from settings.model import BackupSchedule, ImagesConfig, MonitoringConfig, SmtpConfig
 from settings.naming import POSTGRES_PORT, REDIS_PORT, Naming
@@ -51,8 +52,9 @@ class MonitoringArgs:
     # Credentials Prometheus and the exporters present (secret Outputs).
     flower_user: str
     flower_password: pulumi.Input[str]
+    postgres_user: str  # a pg_monitor role, not the superuser
     postgres_password: pulumi.Input[str]
-    redis_password: pulumi.Input[str]
+    redis_exporter_password: pulumi.Input[str]
     qdrant_api_key: pulumi.Input[str]
     backup_schedule: BackupSchedule
     # The backup job's textfile volume; None while there is no backup component.
@@ -127,7 +129,7 @@ class Monitoring(pulumi.ComponentResource):
             "postgres-exporter",
             envs=[
                 f"DATA_SOURCE_URI={n.container('postgres')}:{POSTGRES_PORT}/{n.database}?sslmode=disable",
-                f"DATA_SOURCE_USER={n.database_user}",
+                f"DATA_SOURCE_USER={a.postgres_user}",
                 secret_env("DATA_SOURCE_PASS", a.postgres_password),
             ],
             healthcheck=_wget(f"http://localhost:{mc.POSTGRES_EXPORTER_PORT}/"),
@@ -140,7 +142,8 @@ class Monitoring(pulumi.ComponentResource):
             "redis-exporter",
             envs=[
                 f"REDIS_ADDR=redis://{n.container('redis')}:{REDIS_PORT}",
-                secret_env("REDIS_PASSWORD", a.redis_password),
+                f"REDIS_USER={redis_acl.EXPORTER_USER}",
+                secret_env("REDIS_PASSWORD", a.redis_exporter_password),
             ],
             healthcheck=_wget(f"http://localhost:{mc.REDIS_EXPORTER_PORT}/health"),
             depends_on=a.data_services,

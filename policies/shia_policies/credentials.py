@@ -18,6 +18,8 @@ PLACEHOLDERS = ("minioadmin", "changeme", "change-me", "password", "secret", "ad
 MINIO_MIN_PASSWORD = 8  # MinIO refuses shorter root passwords
 _REQUIREPASS = re.compile(r"--requirepass\s+(\"[^\"]*\"|'[^']*'|\S+)")
 _VARIABLE = re.compile(r"\$\{?(\w+)\}?")
+_ACL_DEFAULT_OFF = "user default off"
+_ACL_SECRET = re.compile(r"\w*_PASSWORD(?:_SHA256)?")
 # The issue's heuristic for a secret-looking variable name.
 SECRET_ENV_NAME = re.compile(r"^(?:.*_PASSWORD|.*_SECRET.*|.*_KEY|.*TOKEN.*)$")
 # A config key named like a secret is assumed set with --secret (settings/load.py
@@ -36,9 +38,18 @@ def _weak(value: str) -> Optional[str]:
 
 
 def _redis(container: Container, report: ReportViolation) -> None:
-    match = _REQUIREPASS.search(" ".join(container.command))
+    command = " ".join(container.command)
+    if _ACL_DEFAULT_OFF in command:
+        # ACL users (components/data/redis_acl.py): each one's password or
+        # digest comes from a variable the command names.
+        for variable in sorted(set(_VARIABLE.findall(command))):
+            if _ACL_SECRET.fullmatch(variable):
+                _require(container, variable, "that Redis user would have an empty password", report)
+        return
+    match = _REQUIREPASS.search(command)
     if match is None:
-        report("Redis runs without --requirepass: anyone on its network can read and write the broker.")
+        report("Redis runs without --requirepass or ACL users with the default user off: anyone on its network "
+               "can read and write the broker.")
         return
     argument = match[1].strip("'\"")
     variable = _VARIABLE.fullmatch(argument)

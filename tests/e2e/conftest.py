@@ -6,7 +6,10 @@ beside the run's apply log (apply.log) and load records (load-*.jsonl)."""
 from __future__ import annotations
 
 import json
+import os
 import platform
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -50,3 +53,19 @@ def pytest_terminal_summary(terminalreporter):
                                 "machine": {"cpus": __import__("os").cpu_count(), "python": platform.python_version()},
                                 "measurements": _MEASURED}, indent=2) + "\n")
     terminalreporter.write_line(f"written to {path}")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def images():
+    """Every image the plans name, built (or found cached) once for the session; no
+    daemon skips, and fails under CI=true."""
+    from docker_lab import docker_available
+    if not docker_available():
+        message = "no Docker daemon answers `docker info`"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{message}, and CI=true: the real-engine tests must run in CI")
+        pytest.skip(message)
+    built = subprocess.run([sys.executable, str(Path(__file__).resolve().parent / "images" / "build.py")],
+                           capture_output=True, text=True, timeout=1500)
+    print(built.stdout)
+    assert built.returncode == 0, f"build.py failed:\n{built.stdout}\n{built.stderr}"

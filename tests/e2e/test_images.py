@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import re
 import subprocess
 import sys
@@ -26,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from docker_lab import Health, Lab, docker, docker_available, env_file, host_env, password
+from docker_lab import Health, Lab, docker, env_file, host_env, password
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGES_DIR = Path(__file__).resolve().parent / "images"
@@ -38,19 +37,6 @@ _spec.loader.exec_module(build)
 PLAN = build.plan_images()
 APP_1_0 = f"{build.APP_REPOSITORY}:1.0.0"
 APP_1_1 = f"{build.APP_REPOSITORY}:1.1.0"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def images():
-    if not docker_available():
-        message = "no Docker daemon answers `docker info`"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{message}, and CI=true: the real-engine tests must run in CI")
-        pytest.skip(message)
-    result = subprocess.run([sys.executable, str(IMAGES_DIR / "build.py")], capture_output=True, text=True,
-                            timeout=1500)
-    print(result.stdout)
-    assert result.returncode == 0, f"build.py failed:\n{result.stdout}\n{result.stderr}"
 
 
 @pytest.fixture(scope="module")

@@ -32,7 +32,6 @@ import os
 import signal
 import ssl
 import subprocess
-import sys
 import tarfile
 import time
 import urllib.parse
@@ -51,7 +50,7 @@ from engine import plan
 from engine.rules import CONTAINER, LOCAL_COMMAND, RANDOM_PASSWORD
 from settings.defaults import defaults_for
 from settings.naming import Naming
-from settings.secret_names import GENERATED, ROTATABLE
+from settings.secret_names import DATABASE_ROLES, GENERATED, ROTATABLE
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -62,18 +61,6 @@ ENVIRONMENTS = ("dev", "prod")
 
 
 # ---- the daemon, and a clean slate ---------------------------------------------
-
-@pytest.fixture(scope="module", autouse=True)
-def images():
-    if not docker_available():
-        message = "no Docker daemon answers `docker info`"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{message}, and CI=true: the real-engine tests must run in CI")
-        pytest.skip(message)
-    built = subprocess.run([sys.executable, str(HERE / "images" / "build.py")], capture_output=True, text=True,
-                           timeout=1500)
-    assert built.returncode == 0, f"build.py failed:\n{built.stdout}\n{built.stderr}"
-
 
 def docker(*args: str, check: bool = True, input: Optional[str] = None, timeout: float = 300,
            ) -> subprocess.CompletedProcess:
@@ -393,13 +380,14 @@ def test_dev_backups_on_pgbackrest_and_restic_and_restores_in_the_real_container
     assert "does not exist" in fresh.stderr, fresh.stderr
 
     # Redis keeps its default save points: a backup while a BGSAVE runs (made slow) is not refused.
-    docker("exec", "dev-redis", "redis-cli", "CONFIG", "SET", "rdb-key-save-delay", "20000")
-    docker("exec", "dev-redis", "sh", "-c", "for i in $(seq 1 300); do echo SET e2e:$i $i; done | redis-cli > /dev/null")
-    docker("exec", "dev-redis", "redis-cli", "BGSAVE")
-    saving = docker("exec", "dev-redis", "redis-cli", "INFO", "persistence").stdout
+    docker("exec", "dev-redis", "redis-cli", "--user", "admin", "CONFIG", "SET", "rdb-key-save-delay", "20000")
+    docker("exec", "dev-redis", "sh", "-c",
+           "for i in $(seq 1 300); do echo SET e2e:$i $i; done | redis-cli --user admin > /dev/null")
+    docker("exec", "dev-redis", "redis-cli", "--user", "admin", "BGSAVE")
+    saving = docker("exec", "dev-redis", "redis-cli", "--user", "admin", "INFO", "persistence").stdout
     assert "rdb_bgsave_in_progress:1" in saving, saving
     redis_backup = _backup("dev", "redis", "--reason", "manual")
-    docker("exec", "dev-redis", "redis-cli", "CONFIG", "SET", "rdb-key-save-delay", "0")
+    docker("exec", "dev-redis", "redis-cli", "--user", "admin", "CONFIG", "SET", "rdb-key-save-delay", "0")
     assert redis_backup.returncode == 0, redis_backup.stderr
 
     # A stack in use: the collection exists (the app makes it when documents come:
@@ -477,11 +465,11 @@ def test_dev_backups_on_pgbackrest_and_restic_and_restores_in_the_real_container
                   "local/dev-documents/docs/d1.txt").stdout == "the first document\n"
 
     # Redis online: the live server replicates the snapshot, then serves it.
-    docker("exec", "dev-redis", "redis-cli", "DEL", "e2e:1", "e2e:2")
+    docker("exec", "dev-redis", "redis-cli", "--user", "admin", "DEL", "e2e:1", "e2e:2")
     redis_restore = docker("exec", "dev-backup", "/opt/shia-backup/bin/restore", "redis", "latest", check=False,
                            timeout=300)
     assert redis_restore.returncode == 0, redis_restore.stderr
-    assert docker("exec", "dev-redis", "redis-cli", "GET", "e2e:2").stdout.strip() == "2"
+    assert docker("exec", "dev-redis", "redis-cli", "--user", "admin", "GET", "e2e:2").stdout.strip() == "2"
     # Docker's verdicts follow at the next health probes: PostgreSQL restarted, and
     # the worker, which exits when its database goes, was restarted by Docker.
     wait_for("every container reported healthy again", lambda: not _unhealthy(dev.stack, ()), 120)
@@ -655,7 +643,8 @@ def test_memory_raised_4x_is_applied_in_place_and_the_next_up_plans_nothing(prod
         limit = memory[service] * 1024 * 1024
         assert (container["HostConfig"]["Memory"], container["HostConfig"]["MemorySwap"]) == (limit, limit), name
     # Redis's maxmemory follows the new limit (three quarters), set live by its step.
-    maxmemory = docker("exec", "prod-redis", "redis-cli", "CONFIG", "GET", "maxmemory").stdout.split()[-1]
+    maxmemory = docker("exec", "prod-redis", "redis-cli", "--user", "admin", "CONFIG", "GET",
+                       "maxmemory").stdout.split()[-1]
     assert int(maxmemory) == memory["redis"] * 3 // 4 * 1024 * 1024
     assert_all_healthy(prod.stack)
     assert [str(s) for s in prod.stack.planned(prod.config)[1]] == []
@@ -707,15 +696,19 @@ def test_rotating_every_generated_secret_on_the_running_stack(prod, measure):
     assert_all_healthy(prod.stack)
     env, n = "prod", Naming("prod")
 
-    def psql(password: str) -> subprocess.CompletedProcess:
+    def psql(user: str, password: str) -> subprocess.CompletedProcess:
         return docker("exec", "-e", f"PGPASSWORD={password}", f"{env}-postgres", "psql", "-h", f"{env}-postgres",
-                      "-U", n.database_user, "-d", n.database, "-Atc", "SELECT 1", check=False)
-    assert psql(new["postgresPassword"]).stdout.strip() == "1"
-    assert "password authentication failed" in psql(old["postgresPassword"]).stderr
+                      "-U", user, "-d", "postgres", "-Atc", "SELECT 1", check=False)
+    # The superuser and every login role of postgres-roles.sh: the new password in, the old one out.
+    users = {"postgresPassword": n.database_user,
+             **{secret: n.database_role(purpose) for purpose, secret in DATABASE_ROLES.items()}}
+    for secret, user in users.items():
+        assert psql(user, new[secret]).stdout.strip() == "1", secret
+        assert "password authentication failed" in psql(user, old[secret]).stderr, secret
 
     def redis(password: str) -> str:
-        return docker("exec", "-e", f"REDISCLI_AUTH={password}", f"{env}-redis", "redis-cli", "-h", f"{env}-redis",
-                      "ping", check=False).stdout
+        return docker("exec", "-e", f"REDISCLI_AUTH={password}", f"{env}-redis", "redis-cli", "--user", "app", "-h",
+                      f"{env}-redis", "ping", check=False).stdout
     assert redis(new["redisPassword"]).strip() == "PONG"
     assert "PONG" not in redis(old["redisPassword"])
 

@@ -187,11 +187,21 @@ def _app(state: State) -> set[str]:
 
 # What the docs say each rotation restarts (docs/secrets.md).
 ROTATION_CONSUMERS: dict[str, Callable[[State], set[str]]] = {
-    "postgresPassword": lambda s: _app(s) | {f"{s.stack}-postgres", f"{s.stack}-backup", f"{s.stack}-postgres-exporter"},
-    "redisPassword": lambda s: _app(s) | {f"{s.stack}-redis", f"{s.stack}-backup", f"{s.stack}-redis-exporter"},
+    # The superuser's: set in the running server only; no other container has it.
+    "postgresPassword": lambda s: {f"{s.stack}-postgres"},
+    "postgresAppPassword": _app,
+    "postgresOwnerPassword": lambda s: set(),  # the migration step's input; it re-runs nothing
+    "postgresMonitorPassword": lambda s: {f"{s.stack}-postgres-exporter"},
+    "postgresBackupPassword": lambda s: set(),  # the backup job reaches the server over its socket
+    "redisPassword": lambda s: _app(s) | {f"{s.stack}-redis"},
+    "redisAdminPassword": lambda s: {f"{s.stack}-redis"},
+    "redisBackupPassword": lambda s: {f"{s.stack}-redis", f"{s.stack}-backup"},
+    "redisExporterPassword": lambda s: {f"{s.stack}-redis", f"{s.stack}-redis-exporter"},
     "qdrantApiKey": lambda s: _app(s) | {f"{s.stack}-qdrant", f"{s.stack}-backup", f"{s.stack}-prometheus"},
-    "minioRootUser": lambda s: _app(s) | {f"{s.stack}-minio", f"{s.stack}-backup"},
-    "minioRootPassword": lambda s: _app(s) | {f"{s.stack}-minio", f"{s.stack}-backup"},
+    "minioRootUser": lambda s: {f"{s.stack}-minio"},
+    "minioRootPassword": lambda s: {f"{s.stack}-minio"},
+    "minioAppPassword": lambda s: _app(s) | {f"{s.stack}-minio-buckets"},
+    "minioBackupPassword": lambda s: {f"{s.stack}-backup", f"{s.stack}-minio-buckets"},
     "secretKey": _app,
     "flowerPassword": lambda s: {f"{s.stack}-flower", f"{s.stack}-prometheus"},
 }

@@ -15,26 +15,38 @@
 #                               its volume is touched by hand.
 #   sh redis.sh offsite | verify   see restic.sh
 #
-# REDIS_HOST, REDIS_PORT, REDISCLI_AUTH (read by redis-cli, so the password is in
-# no command line). Restore: REDIS_RESTORE_ADDRESS (how the live Redis reaches
+# REDIS_HOST, REDIS_PORT, REDIS_USER (the ACL user: PING, INFO, SYNC, PSYNC,
+# REPLCONF, REPLICAOF, BGSAVE; no keys), REDISCLI_AUTH (its password, read by
+# redis-cli, so it is in no command line; the live Redis has it as `masterauth`
+# too, which is how it logs in to the temporary server of a restore). Restore: REDIS_RESTORE_ADDRESS (how the live Redis reaches
 # this machine), REDIS_RESTORE_BIND (default 0.0.0.0), REDIS_RESTORE_PORT
 # (default 6390). REDIS_TIMEOUT_SECONDS bounds each wait (default 600).
 set -eu
 . "$(dirname "$0")/common.sh"
 . "$(dirname "$0")/restic.sh"
 : "${REDIS_HOST:?REDIS_HOST is not set}" "${REDIS_PORT:?REDIS_PORT is not set}"
-: "${REDISCLI_AUTH:?REDISCLI_AUTH is not set}"
+: "${REDIS_USER:?REDIS_USER is not set}" "${REDISCLI_AUTH:?REDISCLI_AUTH is not set}"
 timeout=${REDIS_TIMEOUT_SECONDS:-600}
 staging=$(staging_dir redis)
 
-# FIELD from INFO SECTION of the server at HOST PORT (redis-cli prints CRLF
-# lines); empty when the server does not answer.
+# redis-cli for the live Redis, as REDIS_USER.
+live() {
+    redis-cli --user "$REDIS_USER" -h "$REDIS_HOST" -p "$REDIS_PORT" "$@"
+}
+
+# redis-cli for the temporary server of a restore (its default user).
+temporary() {
+    redis-cli -h 127.0.0.1 -p "$port" "$@"
+}
+
+# FIELD from INFO SECTION of the server CLI (live or temporary) talks to
+# (redis-cli prints CRLF lines); empty when the server does not answer.
 info() {
-    redis-cli -h "$1" -p "$2" INFO "$3" 2> /dev/null | tr -d '\r' | sed -n "s/^$4://p"
+    "$1" INFO "$2" 2> /dev/null | tr -d '\r' | sed -n "s/^$3://p"
 }
 
 live_info() {
-    info "$REDIS_HOST" "$REDIS_PORT" "$@"
+    info live "$@"
 }
 
 # Call CHECK five times a second until it succeeds; fail with MESSAGE after $timeout s.
@@ -47,16 +59,12 @@ wait_for() {
     done
 }
 
-live() {
-    redis-cli -h "$REDIS_HOST" -p "$REDIS_PORT" "$@"
-}
-
 backup() {
     rm -rf "$staging"
     mkdir -p "$staging"
     trap 'rm -rf "$staging"' EXIT
     # redis-cli reports its progress on stderr; its exit code is what counts.
-    if ! transfer=$(timeout "$timeout" redis-cli -h "$REDIS_HOST" -p "$REDIS_PORT" --rdb "$staging/dump.rdb" 2>&1); then
+    if ! transfer=$(timeout "$timeout" redis-cli --user "$REDIS_USER" -h "$REDIS_HOST" -p "$REDIS_PORT" --rdb "$staging/dump.rdb" 2>&1); then
         printf '%s\n' "$transfer" >&2
         die "no RDB from Redis at $REDIS_HOST:$REDIS_PORT"
     fi
@@ -76,7 +84,7 @@ backup() {
 }
 
 temporary_loaded() {
-    [ "$(info 127.0.0.1 "$port" persistence loading)" = 0 ]
+    [ "$(info temporary persistence loading)" = 0 ]
 }
 
 sync_done() {
@@ -98,16 +106,15 @@ rdb_saved() {
 }
 
 # Key counts per database on one line (db0:keys=N db3:keys=M), without the TTL
-# statistics that drift.
+# statistics that drift, of the server CLI (live or temporary) talks to.
 keyspace() {
-    redis-cli -h "$1" -p "$2" INFO keyspace | tr -d '\r' | sed -n 's/^\(db[0-9]*:keys=[0-9]*\).*/\1/p' | tr '\n' ' '
+    "$1" INFO keyspace | tr -d '\r' | sed -n 's/^\(db[0-9]*:keys=[0-9]*\).*/\1/p' | tr '\n' ' '
 }
 
 # Make the live Redis a primary again, whatever happened: a replica of a server
 # that is gone would refuse every write.
 detach() {
     live REPLICAOF NO ONE > /dev/null
-    live CONFIG SET masterauth "" > /dev/null
     replicating=""
 }
 
@@ -133,21 +140,18 @@ restore() {
         redis-server - > "$work/server.log" 2>&1 &
     server=$!
     wait_for temporary_loaded "the temporary redis-server did not load the RDB"
-    expected=$(keyspace 127.0.0.1 "$port")
+    expected=$(keyspace temporary)
 
-    aof=$(live CONFIG GET appendonly | tr -d '\r' | sed -n 2p)
+    aof=$(live_info persistence aof_enabled)
     rewrites_before=$(live_info persistence aof_rewrites)
     [ -n "$rewrites_before" ] || die "no INFO from Redis at $REDIS_HOST:$REDIS_PORT"
-    # -x: the password is the last argument, read from stdin.
-    reply=$(printf '%s' "$REDISCLI_AUTH" | live -x CONFIG SET masterauth)
-    [ "$reply" = OK ] || die "CONFIG SET masterauth refused: $reply"
     replicating=yes
     reply=$(live REPLICAOF "$REDIS_RESTORE_ADDRESS" "$port")
     case $reply in OK*) ;; *) die "REPLICAOF refused: $reply" ;; esac
     wait_for sync_done "Redis at $REDIS_HOST:$REDIS_PORT did not finish the sync"
     detach
 
-    if [ "$aof" = yes ]; then
+    if [ "$aof" = 1 ]; then
         wait_for aof_rewritten "Redis did not rewrite its append-only file after the sync"
         status=$(live_info persistence aof_last_bgrewrite_status)
         [ "$status" = ok ] || die "the append-only file rewrite failed (aof_last_bgrewrite_status:$status)"
@@ -165,7 +169,7 @@ restore() {
         [ "$status" = ok ] || die "the save after the restore failed (rdb_last_bgsave_status:$status)"
     fi
 
-    actual=$(keyspace "$REDIS_HOST" "$REDIS_PORT")
+    actual=$(keyspace live)
     [ "$actual" = "$expected" ] || die "after the sync Redis holds '$actual', the backup '$expected'"
     log "restored Redis at $REDIS_HOST:$REDIS_PORT from snapshot $found_id, on its disk: $expected"
 }

@@ -1,0 +1,71 @@
+"""Redis' ACL users, and the server config that defines them, written on redis-server's stdin.
+
+Each user's password comes from the container's environment when the server
+starts, so none is in an argv (`docker inspect`'s Cmd, /proc/*/cmdline) or a
+file. The app's and the exporter's arrive as SHA-256 hex digests (`#<hex>`,
+the form ACL files keep): the Redis container never holds their plaintext.
+The admin's and the backup job's arrive in plaintext, because the Redis
+container uses them itself: the admin for its healthcheck and the maxmemory
+step, the backup password as `masterauth`, what a restore's temporary server
+asks of the live Redis when it replicates from it (so the backup user needs no
+CONFIG SET, which could point `dir` anywhere). A changed password changes the
+container's environment, so Docker recreates it and the server starts with it:
+rotation is a redeploy, as for every data service.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+# Environment variables of the Redis container.
+ADMIN_PASSWORD_ENV = "REDIS_ADMIN_PASSWORD"
+BACKUP_PASSWORD_ENV = "REDIS_BACKUP_PASSWORD"
+APP_PASSWORD_SHA256_ENV = "REDIS_APP_PASSWORD_SHA256"
+EXPORTER_PASSWORD_SHA256_ENV = "REDIS_EXPORTER_PASSWORD_SHA256"
+
+ADMIN_USER = "admin"
+APP_USER = "app"
+BACKUP_USER = "backup"
+EXPORTER_USER = "exporter"
+
+# Rules after `on`, the password and `resetkeys resetchannels -@all`.
+RULES: dict[str, str] = {
+    ADMIN_USER: "~* &* +@all",
+    # The app and the Celery worker and Flower (kombu's Redis transport: lists,
+    # sorted sets and hashes, MULTI/EXEC, Lua, pub/sub for fanout and results):
+    # everything but the admin and dangerous categories (CONFIG, FLUSHALL,
+    # FLUSHDB, DEBUG, SHUTDOWN, KEYS, MONITOR, REPLICAOF, MODULE, ACL, INFO...).
+    APP_USER: "~* &* +@all -@admin -@dangerous",
+    # lib/redis.sh: `redis-cli --rdb` (REPLCONF rdb-only, then SYNC; PSYNC for
+    # newer clients), INFO for its waits and key counts, REPLICAOF for a
+    # restore and BGSAVE SCHEDULE after it when append-only is off. No keys:
+    # the RDB comes over the replication stream, not by reading keys.
+    BACKUP_USER: "+ping +info +sync +psync +replconf +replicaof +bgsave",
+    # oliver006/redis_exporter's default scrape: INFO, SLOWLOG, LATENCY; no
+    # CONFIG GET (it would read `masterauth`), so the exporter's redis_config_*
+    # metrics are absent (maxmemory is in INFO memory too).
+    EXPORTER_USER: "+ping +info +slowlog|get +slowlog|len +latency|latest +latency|histogram +client|setname",
+}
+
+
+def sha256_hex(password: str) -> str:
+    """The digest Redis keeps for a password: lowercase hex SHA-256 of its UTF-8 bytes."""
+    return hashlib.sha256(password.encode()).hexdigest()
+
+
+def _user_line(user: str, password_rule: str) -> str:
+    return f"user {user} on {password_rule} resetkeys resetchannels -@all {RULES[user]}\\n"
+
+
+def config_printf() -> str:
+    """A POSIX sh `printf` command that writes the users part of redis.conf to
+    stdout, reading the passwords from the environment variables above (printf
+    is a builtin: the expanded passwords are in no argv). The default user is
+    off: a client that does not AUTH can run nothing."""
+    lines = ["user default off resetkeys resetchannels -@all\\n",
+             _user_line(ADMIN_USER, ">%s"), _user_line(BACKUP_USER, ">%s"),
+             _user_line(APP_USER, "#%s"), _user_line(EXPORTER_USER, "#%s"),
+             'masterauth "%s"\\n']
+    args = [ADMIN_PASSWORD_ENV, BACKUP_PASSWORD_ENV, APP_PASSWORD_SHA256_ENV, EXPORTER_PASSWORD_SHA256_ENV,
+            BACKUP_PASSWORD_ENV]
+    return f"printf '{''.join(lines)}' " + " ".join(f'"${name}"' for name in args)
