@@ -34,7 +34,7 @@ $(VENV)/.installed: requirements.txt policies/requirements.txt
 setup: $(VENV)/.installed ## Create venv/ from requirements.txt (the other targets do it when needed)
 
 test: setup ## Run every test (mocks and real tools); the command CI runs
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n auto --dist loadfile tests
 
 images: ## Build the local images the real-engine tests run (cached by content; needs Docker, mmdebstrap)
 	python3 tests/e2e/images/build.py
