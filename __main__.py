@@ -61,7 +61,8 @@ redis = Redis(naming.container("redis"), RedisArgs(**data_args("redis"), app_pas
                                                         admin_password=secrets["redisAdminPassword"],
                                                         backup_password=secrets["redisBackupPassword"],
                                                         exporter_password=secrets["redisExporterPassword"]), on_host)
-qdrant = Qdrant(naming.container("qdrant"), QdrantArgs(**data_args("qdrant"), api_key=secrets["qdrantApiKey"]), on_host)
+qdrant = Qdrant(naming.container("qdrant"), QdrantArgs(**data_args("qdrant"), api_key=secrets["qdrantApiKey"],
+                                                       read_only_api_key=secrets["qdrantReadOnlyApiKey"]), on_host)
 minio = Minio(naming.container("minio"), MinioArgs(
     **data_args("minio"), root_user=secrets["minioRootUser"], root_password=secrets["minioRootPassword"],
     app_password=secrets["minioAppPassword"], backup_password=secrets["minioBackupPassword"]),
@@ -128,7 +129,7 @@ monitoring = Monitoring(naming.resource("monitoring"), MonitoringArgs(
     flower_user=naming.flower_user, flower_password=secrets["flowerPassword"],
     postgres_user=naming.database_role("monitor"), postgres_password=secrets["postgresMonitorPassword"],
     redis_exporter_password=secrets["redisExporterPassword"],
-    qdrant_api_key=secrets["qdrantApiKey"],
+    qdrant_api_key=secrets["qdrantReadOnlyApiKey"],
     backup_schedule=cfg.backups.schedule, backup_metrics_volume=backups.metrics_volume.name,
     smtp=cfg.smtp, smtp_password=secrets.provider_keys.get("SMTP_PASSWORD"),
     webhook_url=secrets.alert_webhook_url,

@@ -21,6 +21,7 @@ GENERATED: dict[str, int] = {
     "redisBackupPassword": 32,
     "redisExporterPassword": 32,
     "qdrantApiKey": 40,
+    "qdrantReadOnlyApiKey": 40,  # the monitoring scrape's
     "minioRootUser": 20,
     "minioRootPassword": 40,
     "minioAppPassword": 40,  # the app's MinIO user (components/data/minio_policies.py)

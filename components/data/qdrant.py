@@ -15,6 +15,8 @@ from components.secrets import secret_env
 @dataclass(frozen=True, kw_only=True)
 class QdrantArgs(DataServiceArgs):
     api_key: pulumi.Input[str]
+    # Qdrant's read-only key (GET only): what the monitoring scrape uses.
+    read_only_api_key: pulumi.Input[str]
 
 
 class Qdrant(DataService):
@@ -24,6 +26,7 @@ class Qdrant(DataService):
             data_path="/qdrant/storage",
             envs=[
                 secret_env("QDRANT__SERVICE__API_KEY", args.api_key),
+                secret_env("QDRANT__SERVICE__READ_ONLY_API_KEY", args.read_only_api_key),
                 "QDRANT__TELEMETRY_DISABLED=true",
             ],
             # The image has no curl; the guide's TCP probe works with its bash.

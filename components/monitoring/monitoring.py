@@ -55,7 +55,7 @@ class MonitoringArgs:
     postgres_user: str  # a pg_monitor role, not the superuser
     postgres_password: pulumi.Input[str]
     redis_exporter_password: pulumi.Input[str]
-    qdrant_api_key: pulumi.Input[str]
+    qdrant_api_key: pulumi.Input[str]  # the read-only key: the scrape only reads
     backup_schedule: BackupSchedule
     # The backup job's textfile volume; None while there is no backup component.
     backup_metrics_volume: Optional[pulumi.Input[str]]
