@@ -115,8 +115,9 @@ def app_envs() -> list[Any]:
     ]
     return plain + [
         secret(f"SECRET_KEY={generated(64)}"),
-        secret(f"DATABASE_URL=postgresql+asyncpg://{ENV}_shia_chatbot:{generated()}@{ENV}-postgres:5432/db"),
-        secret(f"REDIS_URL=redis://:{generated()}@{ENV}-redis:6379/0"),
+        secret(f"DATABASE_URL=postgresql+asyncpg://{ENV}_shia_chatbot_app:{generated()}@{ENV}-postgres:5432/db"),
+        secret(f"REDIS_URL=redis://app:{generated()}@{ENV}-redis:6379/0"),
+        "MINIO_ACCESS_KEY=app", secret(f"MINIO_SECRET_KEY={generated(40)}"),
         secret(f"QDRANT_API_KEY={generated(40)}"),
     ]
 
@@ -237,7 +238,7 @@ def compliant_plan() -> dict[str, Res]:
                   command=["celery", "-A", "src.app.tasks", "flower", "--port=5555"]),
         container(f"{ENV}-backup", "backup", "shia-chatbot-backup:b677bbac9d64f08c", [
             f"BACKUP_CRONTAB={HOURLY_AND_DAILY}", "RETENTION_DAYS=30",
-            secret(f"MC_HOST_minio=http://{generated(20)}:{minio_password}@minio:9000")]),
+            secret(f"MC_HOST_minio=http://backup:{generated(40)}@minio:9000")]),
         Res("command:remote:Command", f"{ENV}-minio-buckets", {
             "create": f"docker exec {ENV}-minio sh -c 'mc mb --ignore-existing local/{ENV}-documents "
                       f"local/{ENV}-backups'"}),

@@ -53,6 +53,27 @@ def switch_to(slot: str) -> Change:
     return at(SWITCH, lambda r: r.but(stdin=f"{slot}\n"))
 
 
+def _env_value(plan: dict[str, Res], name: str, key: str) -> str:
+    for entry in plan[name].props["envs"]:
+        text = entry["value"] if isinstance(entry, dict) else entry
+        if text.startswith(f"{key}="):
+            return text.partition("=")[2]
+    raise KeyError(key)
+
+
+def superuser_password_in(name: str, key: str) -> Change:
+    """`key` in container `name` set to the superuser's own password."""
+    def apply(plan: dict[str, Res]) -> None:
+        plan[name] = plan[name].env(key, _env_value(plan, POSTGRES, "POSTGRES_PASSWORD"))
+    return apply
+
+
+def minio_root_user_in(name: str) -> Change:
+    def apply(plan: dict[str, Res]) -> None:
+        plan[name] = plan[name].env("MINIO_ACCESS_KEY", _env_value(plan, MINIO, "MINIO_ROOT_USER"))
+    return apply
+
+
 def drop(name: str) -> Change:
     return lambda plan: plan.pop(name)
 
@@ -194,6 +215,15 @@ FAILURES = [
     ("blue-green-slots", drop(SWITCH), "1 router config steps and 0 switch steps"),
     # 18
     ("secret-env-literals", at(APP, lambda r: r.env("OPENAI_API_KEY", "changeme")), "placeholder"),
+    # 19
+    ("root-credentials-owned", at(APP, lambda r: r.env("DATABASE_URL", f"postgresql://{ENV}_shia_chatbot:"
+                                                      f"{generated()}@{ENV}-postgres:5432/db")),
+     f"DATABASE_URL logs in to postgres as its root user '{ENV}_shia_chatbot'"),
+    ("root-credentials-owned", superuser_password_in(WORKER, "DATABASE_PASSWORD"),
+     "DATABASE_PASSWORD holds the value of postgres's POSTGRES_PASSWORD"),
+    ("root-credentials-owned", at(BACKUP, lambda r: r.env("MINIO_ROOT_PASSWORD", generated(40))),
+     "carries MINIO_ROOT_PASSWORD, minio's root credential"),
+    ("root-credentials-owned", minio_root_user_in(APP), "MINIO_ACCESS_KEY logs in to minio as its root user"),
 ]
 
 

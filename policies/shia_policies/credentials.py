@@ -7,9 +7,9 @@ import re
 from typing import Any, Callable, Iterator, Optional
 from urllib.parse import urlsplit
 
-from pulumi_policy import ReportViolation, ResourceValidationArgs, Severity
+from pulumi_policy import ReportViolation, ResourceValidationArgs, Severity, StackValidationArgs
 
-from shia_policies.resources import Container
+from shia_policies.resources import Container, containers
 from shia_policies.spec import ADVISORY, MANDATORY, Check, Levels, Rule
 from shia_policies.stack import StackContext
 
@@ -165,6 +165,70 @@ def secret_env_literals(c: Check, args: ResourceValidationArgs, report: ReportVi
                        "set it with `pulumi config set --secret` under a secret key.")
 
 
+# A service's root credential, by the variable its own image reads: only that
+# service's container may carry it (components/data/*: the superuser's
+# password, MinIO's root, the Redis admin user's password).
+ROOT_CREDENTIALS: dict[str, tuple[str, ...]] = {
+    "postgres": ("POSTGRES_PASSWORD",),
+    "minio": ("MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD"),
+    "redis": ("REDIS_ADMIN_PASSWORD",),
+}
+# Where a root login name would show up in another container's environment.
+_LOGIN_NAMES = {"postgres": "POSTGRES_USER", "minio": "MINIO_ROOT_USER"}
+_USER_VARIABLES = ("PGUSER", "PG1_USER", "DATA_SOURCE_USER", "MINIO_ACCESS_KEY", "AWS_ACCESS_KEY_ID")
+
+
+def _login_users(env: dict[str, str]) -> Iterator[tuple[str, str]]:
+    """(variable, user) for every login name in an environment: the user
+    variables, and the user of every URL value."""
+    for name, value in env.items():
+        if name in _USER_VARIABLES:
+            yield name, value
+        elif "://" in value:
+            try:
+                user = urlsplit(value).username
+            except ValueError:
+                user = None
+            if user:
+                yield name, user
+
+
+def root_credentials_owned(c: Check, args: StackValidationArgs, report: ReportViolation) -> None:
+    found = containers(args.resources)
+    secrets: dict[str, tuple[str, str]] = {}  # value -> (service, variable)
+    logins: dict[str, str] = {}  # root login name -> service
+    for _, container in found:
+        owned = ROOT_CREDENTIALS.get(container.service, ())
+        for variable in owned:
+            value = container.env.get(variable)
+            if value and len(value) >= MIN_LITERAL_LENGTH:
+                secrets[value] = (container.service, variable)
+        login = container.env.get(_LOGIN_NAMES.get(container.service, ""))
+        if login:
+            logins[login] = container.service
+    for resource, container in found:
+        env = dict(container.env.values)
+        for service, variables in ROOT_CREDENTIALS.items():
+            for variable in variables:
+                if variable in env and container.service != service:
+                    report(f"{container.name or resource.name} carries {variable}, {service}'s root credential, "
+                           f"which only the {service} container may hold.", resource.urn)
+        for name, value in env.items():
+            if container.service in ROOT_CREDENTIALS and name in ROOT_CREDENTIALS[container.service]:
+                continue
+            for secret in [value, *_secret_values(name, value)]:
+                owner = secrets.get(secret)
+                if owner and owner[0] != container.service:
+                    report(f"{container.name or resource.name}'s {name} holds the value of {owner[0]}'s {owner[1]}: "
+                           f"log in as the service's own user instead.", resource.urn)
+                    break
+        for name, user in _login_users(env):
+            service = logins.get(user)
+            if service and service != container.service and name != _LOGIN_NAMES.get(container.service):
+                report(f"{container.name or resource.name}'s {name} logs in to {service} as its root user "
+                       f"{user!r}: give it its own user.", resource.urn)
+
+
 RULES = [
     Rule(
         name="service-authentication",
@@ -194,5 +258,22 @@ RULES = [
         levels=Levels(dev=ADVISORY, stage=MANDATORY, prod=MANDATORY,
                       why="dev keys are throwaway, but a plaintext key in a committed file still deserves a note."),
         check=secret_env_literals,
+    ),
+    Rule(
+        name="root-credentials-owned",
+        concern="credentials",
+        description="A service's root credential (PostgreSQL's superuser password, MinIO's root user and "
+                    "password, the Redis admin user's password) is in that service's container only: no "
+                    "other container carries the variable, its value, or the root login name in a URL or "
+                    "user variable.",
+        remediation="Give the consumer its own user: a database role (components/data/scripts/"
+                    "postgres-roles.sh), a MinIO user and policy (components/data/minio_policies.py), a "
+                    "Redis ACL user (components/data/redis_acl.py).",
+        severity=Severity.CRITICAL,
+        levels=Levels(dev=MANDATORY, stage=MANDATORY, prod=MANDATORY,
+                      why="the program gives every consumer its own user in every environment; a root "
+                          "credential outside its service is a regression anywhere."),
+        check=root_credentials_owned,
+        stack_wide=True,
     ),
 ]
