@@ -3,6 +3,8 @@ committed stacks register them (components/host/hardening.py)."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 import harness
@@ -73,3 +75,18 @@ def test_a_writable_root_always_says_why():
         assert not EXPECTED[service][1] and len(reason) > 40, service
     assert {s for s, row in EXPECTED.items() if not row[1]} == set(hardening.writable_roots())
 
+
+
+def test_every_container_gets_its_pids_limit_before_its_health_is_awaited(run):
+    """The provider has no pids input: each container's health step sets it
+    first (`docker update`), and re-runs whenever the container is new."""
+    for name, c in run.containers().items():
+        service = service_of(c)
+        expected = 512
+        if service == "postgres":  # a process per connection, and its own
+            expected = int(re.search(r"max_connections=(\d+)", " ".join(c.plain("command")))[1]) + 64
+        step = run.named(f"{name}-healthy")
+        script = step.plain("create")
+        assert f"PIDS_LIMIT={expected}\n" in script, name
+        # The limit is set before the wait, so a failing health check still leaves it set.
+        assert script.index('docker update --pids-limit "$PIDS_LIMIT" "$NAME"') < script.index("docker inspect"), name

@@ -17,6 +17,7 @@ import pulumi
 import pulumi_docker as docker
 
 from components.backups.pgbackrest import DATA_PATH, REPOSITORY_PATH, SOCKET_PATH, PgBackRest
+from components.host import hardening
 from components.host.containers import MEMORY_LIMIT_MB, Healthcheck
 from components.data.service import DataService, DataServiceArgs, DataServiceSpec
 from components.secrets import secret_env
@@ -71,6 +72,8 @@ class Postgres(DataService):
             # The image applies POSTGRES_* only when it initialises an empty data
             # directory; a rotated password is set by `<env>-postgres-set-password`.
             env_read_at_init_only=True,
+            # A max_connections change is a new command line, a new container, so a new limit.
+            pids_limit=hardening.postgres_pids_limit(args.max_connections),
         )
         self.database = naming.database
         self.user = naming.database_user

@@ -41,6 +41,8 @@ class DataServiceSpec:
     # Volumes beside the data volume, and more container labels.
     volumes: Sequence[docker.ContainerVolumeArgs] = field(default_factory=list)
     labels: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
+    # Processes and threads; None: the service's row in components/host/hardening.py.
+    pids_limit: Optional[int] = None
 
 
 class DataService(pulumi.ComponentResource):
@@ -76,6 +78,7 @@ class DataService(pulumi.ComponentResource):
                          *spec.volumes],
                 labels=spec.labels,
                 host=args.host,
+                pids_limit=spec.pids_limit,
             ),
             # Two containers must never share one data directory, and the name is
             # fixed: the old container goes before its replacement starts.

@@ -27,7 +27,10 @@ with these rules, tests/engine/rules.py names the sources):
   container keeping its old mounts; a change replaces the container;
 - `wait` gates only the create that first runs it: a retried `up` after an
   unhealthy create would accept the container, so a step re-checks health
-  whenever the container is new, and fails the `up` until it is healthy.
+  whenever the container is new, and fails the `up` until it is healthy;
+- the provider has no pids limit input: the same step sets it on every new
+  container (`docker update --pids-limit`, kept by Docker across restarts)
+  before it waits for health.
 """
 
 from __future__ import annotations
@@ -110,6 +113,8 @@ class ContainerSpec:
     wait: bool = True
     # Seconds between the stop signal and SIGKILL, on `docker stop` and on delete.
     stop_timeout: int = 30
+    # Processes and threads; None: the service's row in components/host/hardening.py.
+    pids_limit: Optional[int] = None
 
 
 @dataclass(frozen=True)
@@ -169,7 +174,8 @@ def hardened_container(spec: ContainerSpec, opts: pulumi.ResourceOptions) -> Dep
     )
     healthy = spec.host.command(
         f"{spec.name}-healthy",
-        create=host_script("health-gate.sh", NAME=spec.name, TIMEOUT=WAIT_TIMEOUT_SECONDS),
+        create=host_script("health-gate.sh", NAME=spec.name, TIMEOUT=WAIT_TIMEOUT_SECONDS,
+                           PIDS_LIMIT=spec.pids_limit or rights.pids_limit),
         triggers=[container.id],
         opts=pulumi.ResourceOptions(parent=opts.parent, depends_on=[container]),
     )

@@ -4,7 +4,9 @@ and by the policy pack's read-only allow-list (policies/shia_policies/hardening.
 Every container drops ALL capabilities and adds back only `capabilities`; the
 root filesystem is read-only unless `writable_root` says why not; `tmpfs`
 paths (in memory, counted against the container's memory limit) are where a
-process must write outside its volumes. The images' users are kept: the
+process must write outside its volumes; `pids_limit` caps the container's
+processes and threads (the pids cgroup counts both), so a fork bomb or a
+thread leak stops inside the container instead of exhausting the host's PIDs. The images' users are kept: the
 non-root ones run as their USER; those that start as root do so only to hand
 their volumes to their user and drop to it (the reasons below).
 
@@ -25,6 +27,18 @@ from typing import Mapping, Optional
 DROP = ("ALL",)
 # Mount options of every tmpfs: nothing on it runs or is a device.
 TMPFS_OPTIONS = "rw,noexec,nosuid,nodev,size=64m"
+# Processes and threads per container: several times what any of our services
+# runs (Go and Rust runtimes start a thread per core; the app's thread pools
+# are bounded), far below the kernel's pid_max.
+PIDS_LIMIT = 512
+# PostgreSQL: one process per connection, plus its auxiliary processes
+# (checkpointer, WAL writer, autovacuum workers, archiver, parallel workers).
+POSTGRES_AUX_PROCESSES = 64
+
+
+def postgres_pids_limit(max_connections: int) -> int:
+    """The pids limit of a PostgreSQL container accepting `max_connections`."""
+    return max_connections + POSTGRES_AUX_PROCESSES
 
 
 @dataclass(frozen=True)
@@ -37,6 +51,7 @@ class Hardening:
     writable_root: Optional[str] = None
     tmpfs: tuple[str, ...] = ()
     why: str = ""
+    pids_limit: int = PIDS_LIMIT
 
     @property
     def read_only(self) -> bool:
