@@ -193,11 +193,11 @@ class Redis:
                redis_acl.BACKUP_PASSWORD_ENV: self.password,
                redis_acl.APP_PASSWORD_SHA256_ENV: redis_acl.sha256_hex(self.app_password),
                redis_acl.EXPORTER_PASSWORD_SHA256_ENV: redis_acl.sha256_hex(self.exporter_password)}
+        # The server's own settings as arguments (none secret), the users on stdin.
+        arguments = " ".join(f"--{line}" for line in config.splitlines())
         self.process = subprocess.Popen(
-            as_server_user(["sh", "-c", f"{{ cat; {redis_acl.config_printf()}; }} | exec redis-server -"]),
-            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True, env=env)
-        self.process.stdin.write(config)
-        self.process.stdin.close()
+            as_server_user(["sh", "-c", redis_acl.config_heredoc(f"exec redis-server - {arguments}")]),
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True, env=env)
         deadline = time.monotonic() + 10
         while self.cli("PING") != "PONG":
             assert time.monotonic() < deadline, "redis-server did not start"

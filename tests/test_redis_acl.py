@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
-from backup_helpers import Redis, password, server_dir
+from backup_helpers import Redis, free_port, password, server_dir
 from components.data import redis_acl
 from real_tools import need
 
@@ -104,3 +106,34 @@ def test_a_new_password_takes_effect_when_the_server_restarts():
     finally:
         server.stop()
         shutil.rmtree(server.folder, ignore_errors=True)
+
+
+def test_the_containers_shell_form_hands_its_pid_to_redis_so_sigterm_stops_it(tmp_path):
+    """Docker signals the container's first process, the `sh -c` of the
+    command. With the users as a here-document that shell execs redis-server
+    itself; a `printf … | exec redis-server` pipeline left sh as PID 1, which
+    ignored SIGTERM, and Redis was SIGKILLed after the grace."""
+    need("redis-server")
+    secrets = {name: password() for name in (redis_acl.ADMIN_PASSWORD_ENV, redis_acl.BACKUP_PASSWORD_ENV)}
+    digests = {name: redis_acl.sha256_hex(password()) for name in (redis_acl.APP_PASSWORD_SHA256_ENV,
+                                                                  redis_acl.EXPORTER_PASSWORD_SHA256_ENV)}
+    port = free_port()
+    shell = subprocess.Popen(
+        ["sh", "-c", redis_acl.config_heredoc(f"exec redis-server - --port {port} --bind 127.0.0.1 --dir {tmp_path}")],
+        env={**os.environ, **secrets, **digests}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    cli = ["redis-cli", "-p", str(port), "--user", "admin", "--no-auth-warning", "-a",
+           secrets[redis_acl.ADMIN_PASSWORD_ENV]]
+    try:
+        deadline = time.monotonic() + 10
+        while subprocess.run([*cli, "PING"], capture_output=True, text=True).stdout.strip() != "PONG":
+            assert time.monotonic() < deadline, "redis-server did not start"
+            time.sleep(0.05)
+        info = subprocess.run([*cli, "INFO", "server"], capture_output=True, text=True).stdout
+        assert f"process_id:{shell.pid}" in info  # the shell's PID is the server's
+        started = time.monotonic()
+        shell.send_signal(signal.SIGTERM)
+        assert shell.wait(timeout=10) == 0  # a clean shutdown, not a kill
+        assert time.monotonic() - started < 5
+    finally:
+        shell.kill()
+        shell.wait()

@@ -179,7 +179,9 @@ def test_redis_defines_its_acl_users_and_appends(run):
     # Through the image's entrypoint, which drops root for the redis user, the
     # users' config on its stdin; maxmemory from the container's own limit, so
     # a memory change is an update in place.
-    assert command.startswith("sh -c limit_mb=") and "| exec docker-entrypoint.sh redis-server - " in command
+    # The shell execs the entrypoint itself (no pipeline), so Docker's SIGTERM reaches Redis.
+    assert command.startswith("sh -c limit_mb=") and "&& exec docker-entrypoint.sh redis-server - " in command
+    assert "| exec" not in command and "noeviction <<EOF\nuser default off" in command
     assert '--maxmemory "$((limit_mb * 3 / 4))mb" --maxmemory-policy noeviction' in command
     # The passwords are in the (secret) environment, not on the command line;
     # the app's and the exporter's only as digests.

@@ -58,9 +58,9 @@ class Redis(DataService):
                 "sh", "-c",
                 # Through the image's entrypoint: given `redis-server` it drops
                 # from root to the redis user (a bare `sh -c` would not).
-                f"{MEMORY_LIMIT_MB} && {redis_acl.config_printf()} | "
-                "exec docker-entrypoint.sh redis-server - --appendonly yes "
-                '--maxmemory "$((limit_mb * 3 / 4))mb" --maxmemory-policy noeviction',
+                f"{MEMORY_LIMIT_MB} && " + redis_acl.config_heredoc(
+                    "exec docker-entrypoint.sh redis-server - --appendonly yes "
+                    '--maxmemory "$((limit_mb * 3 / 4))mb" --maxmemory-policy noeviction'),
             ],
             healthcheck=Healthcheck(test=["CMD-SHELL", f"{ADMIN_CLI} ping | grep -q PONG"]),
         )

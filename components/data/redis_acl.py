@@ -54,18 +54,21 @@ def sha256_hex(password: str) -> str:
 
 
 def _user_line(user: str, password_rule: str) -> str:
-    return f"user {user} on {password_rule} resetkeys resetchannels -@all {RULES[user]}\\n"
+    return f"user {user} on {password_rule} resetkeys resetchannels -@all {RULES[user]}"
 
 
-def config_printf() -> str:
-    """A POSIX sh `printf` command that writes the users part of redis.conf to
-    stdout, reading the passwords from the environment variables above (printf
-    is a builtin: the expanded passwords are in no argv). The default user is
-    off: a client that does not AUTH can run nothing."""
-    lines = ["user default off resetkeys resetchannels -@all\\n",
-             _user_line(ADMIN_USER, ">%s"), _user_line(BACKUP_USER, ">%s"),
-             _user_line(APP_USER, "#%s"), _user_line(EXPORTER_USER, "#%s"),
-             'masterauth "%s"\\n']
-    args = [ADMIN_PASSWORD_ENV, BACKUP_PASSWORD_ENV, APP_PASSWORD_SHA256_ENV, EXPORTER_PASSWORD_SHA256_ENV,
-            BACKUP_PASSWORD_ENV]
-    return f"printf '{''.join(lines)}' " + " ".join(f'"${name}"' for name in args)
+def config_heredoc(command: str) -> str:
+    """`command` (a POSIX sh command that ends in `redis-server -`, usually
+    after `exec`) with the users part of redis.conf as its stdin: a here-document
+    whose lines name the passwords as the environment variables above, expanded
+    by the shell (no argv holds them; sh feeds the document through a pipe, not
+    a file). Not a `printf … | exec redis-server` pipeline: there the server
+    runs in a subshell, the shell stays PID 1 and ignores `docker stop`'s
+    SIGTERM, and Redis is SIGKILLed at the end of the grace (seen on the real
+    engine). The default user is off: a client that does not AUTH can run nothing."""
+    lines = ["user default off resetkeys resetchannels -@all",
+             _user_line(ADMIN_USER, f">${ADMIN_PASSWORD_ENV}"), _user_line(BACKUP_USER, f">${BACKUP_PASSWORD_ENV}"),
+             _user_line(APP_USER, f"#${APP_PASSWORD_SHA256_ENV}"),
+             _user_line(EXPORTER_USER, f"#${EXPORTER_PASSWORD_SHA256_ENV}"),
+             f'masterauth "${BACKUP_PASSWORD_ENV}"']
+    return f"{command} <<EOF\n" + "".join(f"{line}\n" for line in lines) + "EOF"
