@@ -96,7 +96,7 @@ def container(name: str, service: str, image: str, envs: list[Any], *, slot: Opt
     all capabilities dropped, nginx's added back, a read-only root but for qdrant's and the backup's."""
     adds = ["CHOWN", "NET_BIND_SERVICE", "SETGID", "SETUID"] if service == "nginx" else []
     return Res(CONTAINER, name, {
-        "capabilities": {"drops": ["ALL"], "adds": adds}, "readOnly": service not in ("qdrant", "backup"),
+        "capabilities": {"drops": ["ALL"], "adds": adds}, "readOnly": service != "qdrant",
         "name": name, "image": image, "envs": envs, "labels": _labels(service, slot),
         "restart": "unless-stopped", "memory": 512.0, "logDriver": "json-file",
         "logOpts": {"max-size": "10m", "max-file": "5"}, "securityOpts": ["no-new-privileges:true"],

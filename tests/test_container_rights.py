@@ -27,7 +27,7 @@ EXPECTED = {
     "postgres-exporter": ([], True, []),
     "redis-exporter": ([], True, []),
     "node-exporter": ([], True, []),
-    "backup": (ROOT_ENTRYPOINT, False, []),
+    "backup": (ROOT_ENTRYPOINT, True, ["/etc/crontabs", "/tmp"]),
 }
 
 

@@ -103,8 +103,9 @@ SERVICES: Mapping[str, Hardening] = {
     "node-exporter": Hardening(why="image USER nobody; reads its read-only mounts only"),
     "backup": Hardening(
         capabilities=_ROOT_ENTRYPOINT,
-        writable_root="its jobs' tools write under /root (restic's cache, mc's config), /tmp and /var/spool: "
-                      "not yet moved to tmpfs and proven on the real engine",
+        # The crontab the scheduler writes at start; HOME, mc's config, pgBackRest's
+        # lock and the jobs' temp files (restic's cache and the staging are on /backups).
+        tmpfs=("/etc/crontabs", "/tmp"),
         why="crond runs the jobs as root; pgBackRest runs as the server's uid through setpriv, a restore "
             "chowns the repository and rewrites volumes other uids own"),
 }

@@ -41,7 +41,6 @@ WRITABLE_ROOT: dict[str, str] = {
     "qdrant": "writes its init marker and snapshots under /qdrant, in the image's layer",
     "prometheus": "its configuration is uploaded into /etc, which Docker refuses on a read-only root",
     "alertmanager": "its configuration is uploaded into /etc, which Docker refuses on a read-only root",
-    "backup": "its tools write under /root, /tmp and /var/spool; not yet moved to tmpfs",
 }
 
 
