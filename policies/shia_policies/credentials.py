@@ -136,16 +136,24 @@ def plain_config_values(stack: StackContext) -> dict[str, str]:
     return found
 
 
+def _url_credentials(value: str) -> tuple[Optional[str], Optional[str]]:
+    """(user, password) of a URL value (DATABASE_URL, MC_HOST_*); (None, None) otherwise."""
+    if "://" not in value:
+        return None, None
+    try:
+        parts = urlsplit(value)
+        return parts.username, parts.password
+    except ValueError:  # not a URL after all (an unbalanced "[" in the host, say)
+        return None, None
+
+
 def _secret_values(name: str, value: str) -> Iterator[str]:
     """The secret parts of an env var: all of it when its name looks secret,
     else the password of a URL (DATABASE_URL, MC_HOST_*)."""
     if SECRET_ENV_NAME.match(name):
         yield value
-    elif "://" in value:
-        try:
-            password = urlsplit(value).password
-        except ValueError:  # not a URL after all (an unbalanced "[" in the host, say)
-            password = None
+    else:
+        password = _url_credentials(value)[1]
         if password:
             yield password
 
@@ -184,11 +192,8 @@ def _login_users(env: dict[str, str]) -> Iterator[tuple[str, str]]:
     for name, value in env.items():
         if name in _USER_VARIABLES:
             yield name, value
-        elif "://" in value:
-            try:
-                user = urlsplit(value).username
-            except ValueError:
-                user = None
+        else:
+            user = _url_credentials(value)[0]
             if user:
                 yield name, user
 
