@@ -1,0 +1,108 @@
+"""Docker Swarm on this machine's daemon (a one-node swarm, `docker swarm init`):
+the program's swarm steps run for real against it.
+
+The daemon is put in swarm mode for this module only and taken out after, unless
+it was already a swarm member (then it is left as found). Skipped without a
+Docker daemon; with CI=true that is a failure instead.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+import pytest
+
+from docker_lab import docker, docker_available
+
+from components.host.docker_host import host_script
+from components.swarm import nodes as swarm_nodes
+from settings.model import NodeConfig
+
+pytestmark = pytest.mark.skipif(not docker_available() and os.environ.get("CI") != "true",
+                                reason="no Docker daemon")
+
+
+@pytest.fixture(scope="module")
+def node_name():
+    state = docker("info", "--format", "{{.Swarm.LocalNodeState}}").stdout.strip()
+    formed_here = state != "active"
+    if formed_here:
+        docker("swarm", "init", "--advertise-addr", "127.0.0.1")
+    name = docker("node", "inspect", "self", "--format", "{{.Description.Hostname}}").stdout.strip()
+    labels_before = docker("node", "inspect", "self", "--format", "{{json .Spec.Labels}}").stdout
+    yield name
+    if formed_here:
+        docker("swarm", "leave", "--force")
+    else:
+        assert docker("node", "inspect", "self", "--format", "{{json .Spec.Labels}}").stdout == labels_before
+
+
+def run_labels_step(nodes: dict[str, NodeConfig]) -> subprocess.CompletedProcess:
+    """The step's create script, run as local.Command runs it (sh -c, DOCKER_HOST)."""
+    script = host_script("swarm/scripts/node-labels.sh", NODES=swarm_nodes.nodes_text(nodes))
+    env = {**os.environ, "DOCKER_HOST": os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")}
+    return subprocess.run(["/bin/sh", "-c", script], capture_output=True, text=True, env=env, timeout=60)
+
+
+def labels(name: str) -> dict[str, str]:
+    import json
+    found = json.loads(docker("node", "inspect", name, "--format", "{{json .Spec.Labels}}").stdout) or {}
+    return {k: v for k, v in found.items() if k.startswith("org.shia-chatbot.")}
+
+
+def node(*roles: str) -> NodeConfig:
+    return NodeConfig(docker_host="unix:///var/run/docker.sock", roles=list(roles))
+
+
+def test_each_role_becomes_a_label_and_a_dropped_role_loses_it(node_name):
+    ran = run_labels_step({node_name: node("manager", "edge", "app", "data")})
+    assert ran.returncode == 0, ran.stderr
+    assert labels(node_name) == {
+        "org.shia-chatbot.node": node_name, "org.shia-chatbot.role.manager": "true",
+        "org.shia-chatbot.role.edge": "true", "org.shia-chatbot.role.app": "true",
+        "org.shia-chatbot.role.data": "true"}
+    # Re-running with one role fewer removes that label, and only it; again is a no-op.
+    for _ in range(2):
+        ran = run_labels_step({node_name: node("manager", "app")})
+        assert ran.returncode == 0, ran.stderr
+        assert labels(node_name) == {"org.shia-chatbot.node": node_name, "org.shia-chatbot.role.manager": "true",
+                                     "org.shia-chatbot.role.app": "true"}
+    # A label of someone else's is left alone.
+    docker("node", "update", "--label-add", "zone=a", node_name)
+    assert run_labels_step({node_name: node("manager", "app")}).returncode == 0
+    assert docker("node", "inspect", node_name, "--format", '{{index .Spec.Labels "zone"}}').stdout.strip() == "a"
+    docker("node", "update", "--label-rm", "zone", node_name)
+
+
+def test_the_placement_reads_the_labels_the_step_sets(node_name):
+    """A service constrained to a role runs on a node with that role's label,
+    and stays pending on a swarm without one."""
+    assert run_labels_step({node_name: node("manager", "app")}).returncode == 0
+    for role, runs in (("app", True), ("data", False)):
+        service = f"e2e-swarm-placement-{role}"
+        docker("service", "create", "--detach", "--name", service, "--constraint",
+               swarm_nodes.placement_constraint(role), "--placement-pref", f"spread={swarm_nodes.spread()}",
+               "--restart-condition", "none", "alpine:3.20.3", "sleep", "60")
+        try:
+            import time
+            deadline = time.monotonic() + 30
+            while True:
+                state = docker("service", "ps", service, "--format", "{{.CurrentState}} {{.Error}}").stdout
+                if runs and state.startswith("Running"):
+                    break
+                if not runs and "no suitable node" in state:
+                    break
+                assert time.monotonic() < deadline, state
+                time.sleep(0.5)
+        finally:
+            docker("service", "rm", service, check=False)
+
+
+def test_a_node_outside_the_swarm_or_in_the_wrong_role_fails_the_step(node_name):
+    ran = run_labels_step({node_name: node("manager", "app"), "no-such-node": node("data")})
+    assert ran.returncode != 0
+    assert "node no-such-node is not in the swarm" in ran.stderr and "docs/swarm.md" in ran.stderr
+    ran = run_labels_step({node_name: node("app")})
+    assert ran.returncode != 0
+    assert f"node {node_name} is a swarm manager but the stack lists it as a worker" in ran.stderr

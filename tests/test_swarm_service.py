@@ -1,0 +1,174 @@
+"""A container's settings as a Swarm service (components/swarm/service.py),
+under the SDK's mocks: the inputs the provider gets, written the way it reads
+them back (tests assert the forms /work/notes/swarm-provider-facts.md names)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pulumi
+import pulumi_docker as docker
+import pytest
+
+from components.host import hardening
+from components.host.containers import ContainerSpec, Healthcheck
+from components.secrets import secret_env
+from components.swarm import service as swarm
+from components.swarm.nodes import nodes_text, placement_constraint, spread
+from settings.model import NodeConfig
+
+
+class _Recorder(pulumi.runtime.Mocks):
+    def __init__(self) -> None:
+        self.created: dict[str, dict[str, Any]] = {}
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs):
+        self.created[args.name] = dict(args.inputs)
+        return f"{args.name}-id", dict(args.inputs)
+
+    def call(self, args: pulumi.runtime.MockCallArgs):
+        return {}
+
+
+class _Host:
+    """What swarm_service reads of a DockerHost: nothing (the service goes through the provider)."""
+
+
+def _spec(**changes) -> ContainerSpec:
+    base = dict(
+        name="prod-app-blue", image="ghcr.io/shia-chatbot/app@sha256:" + "a" * 64, environment="prod",
+        service="app", memory_mb=512, slot="blue",
+        healthcheck=Healthcheck(test=["CMD", "curl", "-fsS", "http://127.0.0.1:8000/health"], interval="5s",
+                                timeout="3s", retries=3, start_period="60s"),
+        networks=[], host=_Host(), command=["uvicorn", "src.main:app"],
+        envs=["ENVIRONMENT=prod", secret_env("SECRET_KEY", "s3cr3t-value")], stop_timeout=30,
+        volumes=[docker.ContainerVolumeArgs(volume_name="prod_app_cache", container_path="/cache")],
+    )
+    return ContainerSpec(**{**base, **changes})
+
+
+SECRET_SIG = "4dabf18193072939515e22adb298388d"  # the SDK's marker of a secret value on the wire
+
+
+def _plain(value: Any) -> Any:
+    """Inputs with the secret markers taken off; `secret_paths` says where they were."""
+    if isinstance(value, dict):
+        if value.get(SECRET_SIG) is not None:
+            return _plain(value["value"])
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _create(spec: ContainerSpec, placement: swarm.Placement) -> dict[str, Any]:
+    recorder = _Recorder()
+    pulumi.runtime.set_mocks(recorder, preview=False)
+    seen: dict[str, Any] = {}
+
+    @pulumi.runtime.test
+    def program():
+        made = swarm.swarm_service(spec, placement, [("backend-id", ["app-blue"])], pulumi.ResourceOptions())
+        return made.urn.apply(lambda _: seen.update(recorder.created[spec.name]))
+
+    program()
+    return {**_plain(seen), "secret": sorted(k for k, v in seen.items() if isinstance(v, dict) and SECRET_SIG in v)}
+
+
+@pytest.fixture(scope="module")
+def app() -> dict[str, Any]:
+    return _create(_spec(), swarm.Placement(role="app", replicas=3))
+
+
+@pytest.mark.parametrize("seconds, text", [(0, "0s"), (5, "5s"), (60, "1m"), (90, "1m30s"), (120, "2m"),
+                                           (3600, "1h"), (3660, "1h1m"), (5400, "1h30m")])
+def test_durations_are_written_as_the_provider_reads_them_back(seconds, text):
+    assert swarm.swarm_duration(seconds) == text
+
+
+def test_a_secret_in_the_environment_makes_the_whole_task_spec_secret(app):
+    """The SDK marks a top-level input secret when anything inside it is: a
+    secret env var hides the image and every setting of the task from
+    `pulumi preview`. Hence Swarm secrets (files) wherever the image reads
+    `*_FILE` (docs/swarm.md)."""
+    assert app["secret"] == ["taskSpec"]
+    assert _create(_spec(envs=["ENVIRONMENT=prod"]), swarm.Placement(role="app"))["secret"] == []
+
+
+def test_a_slot_is_one_replicated_service_spread_over_the_app_nodes(app):
+    assert app["name"] == "prod-app-blue"
+    assert app["mode"] == {"replicated": {"replicas": 3}}
+    placement = app["taskSpec"]["placement"]
+    assert placement["constraints"] == ["node.labels.org.shia-chatbot.role.app==true"]
+    assert placement["prefs"] == ["node.labels.org.shia-chatbot.node"]
+    # No virtual IP (no IPVS here): nginx resolves tasks.prod-app-blue.
+    assert app["endpointSpec"] == {"mode": "dnsrr"}
+    assert app["taskSpec"]["networksAdvanceds"] == [{"id": "backend-id", "aliases": ["app-blue"]}]
+
+
+def test_updates_are_health_gated_start_first_and_roll_back(app):
+    update = app["updateConfig"]
+    assert update["order"] == "start-first" and update["failureAction"] == "rollback"
+    assert update["parallelism"] == 1 and update["maxFailureRatio"] == "0.0"
+    # start period 60 s + 5 s x (3 retries + 1): a new task is judged by its healthcheck.
+    assert update["monitor"] == "1m20s"
+    assert app["rollbackConfig"]["order"] == "start-first"
+    assert app["convergeConfig"] == {"delay": "7s", "timeout": "3m"}
+
+
+def test_the_container_settings_carry_over_in_the_read_back_form(app):
+    spec = app["taskSpec"]["containerSpec"]
+    assert spec["args"] == ["uvicorn", "src.main:app"] and "commands" not in spec  # Cmd, not the entrypoint
+    assert spec["env"]["ENVIRONMENT"] == "prod"
+    assert spec["healthcheck"] == {"tests": ["CMD", "curl", "-fsS", "http://127.0.0.1:8000/health"],
+                                   "interval": "5s", "timeout": "3s", "retries": 3, "startPeriod": "1m"}
+    assert spec["stopGracePeriod"] == "30s"
+    assert spec["readOnly"] is True and spec["capDrops"] == ["ALL"] and "capAdds" not in spec
+    assert {m["type"]: m["target"] for m in spec["mounts"]} == {"volume": "/cache", "tmpfs": "/tmp"}
+    tmpfs = next(m for m in spec["mounts"] if m["type"] == "tmpfs")
+    assert tmpfs["tmpfsOptions"] == {"sizeBytes": hardening.TMPFS_SIZE_MB * 1024 * 1024}
+    task = app["taskSpec"]
+    assert task["resources"] == {"limits": {"memoryBytes": 512 * 1024 * 1024}}
+    assert task["restartPolicy"] == {"condition": "any", "delay": "5s", "maxAttempts": 0, "window": "0s"}
+    assert task["logDriver"]["options"] == {"max-size": "10m", "max-file": "5"}
+    labels = {entry["label"]: entry["value"] for entry in app["labels"]}
+    assert labels == {"org.shia-chatbot.environment": "prod", "org.shia-chatbot.service": "app",
+                      "org.shia-chatbot.slot": "blue"}
+
+
+def test_a_secret_env_entry_keeps_the_whole_env_secret():
+    recorder = _Recorder()
+    pulumi.runtime.set_mocks(recorder, preview=False)
+    seen = {}
+
+    @pulumi.runtime.test
+    def program():
+        env = swarm._env(["A=1", secret_env("B", "x")])
+        return pulumi.Output.all(env, pulumi.Output.from_input(env.is_secret())).apply(
+            lambda v: seen.update(value=v[0], secret=v[1]))
+
+    program()
+    assert seen == {"value": {"A": "1", "B": "x"}, "secret": True}
+
+
+def test_nginx_is_global_on_the_edge_with_host_ports_and_stops_first():
+    nginx = _create(_spec(name="prod-nginx", service="nginx", slot=None, command=None, envs=[], volumes=[],
+                          ports=[docker.ContainerPortArgs(internal=80, external=80),
+                                 docker.ContainerPortArgs(internal=443, external=443)]),
+                    swarm.Placement(role="edge", replicas=None))
+    assert nginx["mode"] == {"global": True}
+    assert nginx["taskSpec"]["placement"] == {"constraints": ["node.labels.org.shia-chatbot.role.edge==true"]}
+    assert nginx["endpointSpec"]["ports"] == [
+        {"targetPort": 80, "publishedPort": 80, "publishMode": "host", "protocol": "tcp"},
+        {"targetPort": 443, "publishedPort": 443, "publishMode": "host", "protocol": "tcp"}]
+    # Two tasks cannot hold a host port on one node; the provider cannot converge a global service.
+    assert nginx["updateConfig"]["order"] == "stop-first" and "convergeConfig" not in nginx
+    assert nginx["taskSpec"]["containerSpec"]["capAdds"] == list(hardening.for_service("nginx").capabilities)
+
+
+def test_the_node_labels_step_input_is_sorted_and_stable():
+    nodes = {"a2": NodeConfig(docker_host="unix:///x", roles=["app"]),
+             "m1": NodeConfig(docker_host="unix:///x", roles=["edge", "manager", "data"])}
+    assert nodes_text(nodes) == "a2 app\nm1 data,edge,manager"
+    assert placement_constraint("data") == "node.labels.org.shia-chatbot.role.data==true"
+    assert spread() == "node.labels.org.shia-chatbot.node"
