@@ -172,3 +172,27 @@ def test_the_node_labels_step_input_is_sorted_and_stable():
     assert nodes_text(nodes) == "a2 app\nm1 data,edge,manager"
     assert placement_constraint("data") == "node.labels.org.shia-chatbot.role.data==true"
     assert spread() == "node.labels.org.shia-chatbot.node"
+
+
+# ---- what `pulumi up` does to a service, by the provider's rules (tests/engine/rules.py) ----
+
+def test_a_new_image_or_env_is_a_rolling_update_and_a_new_network_or_container_label_a_replacement():
+    from engine.rules import SECRET, SERVICE, rules_for
+
+    rules = rules_for(SERVICE)
+    task = {"containerSpec": {"image": "app@sha256:1", "env": {"A": "1"}}, "networksAdvanceds": [{"id": "n1"}]}
+
+    def changed(**parts):
+        new = {**task, **parts}
+        return rules.replaces("taskSpec", task, new)
+
+    assert not changed(containerSpec={"image": "app@sha256:2", "env": {"A": "1"}})
+    assert not changed(containerSpec={"image": "app@sha256:1", "env": {"A": "2"}})
+    assert changed(networksAdvanceds=[{"id": "n2"}])
+    assert changed(containerSpec={**task["containerSpec"], "labels": [{"label": "x", "value": "y"}]})
+    assert not rules.replaces("mode") and not rules.replaces("labels") and not rules.replaces("endpointSpec")
+    assert rules.replaces("name") and rules.replaces("auth")
+    # An explicit name: the old service goes first (a new one cannot take its name).
+    assert rules.deletes_first({"name": "prod-app-blue"}) and not rules.deletes_first({})
+    # Swarm secrets are immutable: new data is a new secret, created before the old one goes unless named.
+    assert rules_for(SECRET).replaces("data") and not rules_for(SECRET).deletes_first({})
