@@ -11,68 +11,11 @@ import pulumi_docker as docker
 import pytest
 
 from components.host import hardening
-from components.host.containers import ContainerSpec, Healthcheck
 from components.secrets import secret_env
 from components.swarm import service as swarm
 from components.swarm.nodes import nodes_text, placement_constraint, spread
 from settings.model import NodeConfig
-
-
-class _Recorder(pulumi.runtime.Mocks):
-    def __init__(self) -> None:
-        self.created: dict[str, dict[str, Any]] = {}
-
-    def new_resource(self, args: pulumi.runtime.MockResourceArgs):
-        self.created[args.name] = dict(args.inputs)
-        return f"{args.name}-id", dict(args.inputs)
-
-    def call(self, args: pulumi.runtime.MockCallArgs):
-        return {}
-
-
-class _Host:
-    """What swarm_service reads of a DockerHost: nothing (the service goes through the provider)."""
-
-
-def _spec(**changes) -> ContainerSpec:
-    base = dict(
-        name="prod-app-blue", image="ghcr.io/shia-chatbot/app@sha256:" + "a" * 64, environment="prod",
-        service="app", memory_mb=512, slot="blue",
-        healthcheck=Healthcheck(test=["CMD", "curl", "-fsS", "http://127.0.0.1:8000/health"], interval="5s",
-                                timeout="3s", retries=3, start_period="60s"),
-        networks=[], host=_Host(), command=["uvicorn", "src.main:app"],
-        envs=["ENVIRONMENT=prod", secret_env("SECRET_KEY", "s3cr3t-value")], stop_timeout=30,
-        volumes=[docker.ContainerVolumeArgs(volume_name="prod_app_cache", container_path="/cache")],
-    )
-    return ContainerSpec(**{**base, **changes})
-
-
-SECRET_SIG = "4dabf18193072939515e22adb298388d"  # the SDK's marker of a secret value on the wire
-
-
-def _plain(value: Any) -> Any:
-    """Inputs with the secret markers taken off; `secret_paths` says where they were."""
-    if isinstance(value, dict):
-        if value.get(SECRET_SIG) is not None:
-            return _plain(value["value"])
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
-
-
-def _create(spec: ContainerSpec, placement: swarm.Placement) -> dict[str, Any]:
-    recorder = _Recorder()
-    pulumi.runtime.set_mocks(recorder, preview=False)
-    seen: dict[str, Any] = {}
-
-    @pulumi.runtime.test
-    def program():
-        made = swarm.swarm_service(spec, placement, [("backend-id", ["app-blue"])], pulumi.ResourceOptions())
-        return made.urn.apply(lambda _: seen.update(recorder.created[spec.name]))
-
-    program()
-    return {**_plain(seen), "secret": sorted(k for k, v in seen.items() if isinstance(v, dict) and SECRET_SIG in v)}
+from swarm_fixtures import Recorder, recorded_service as _create, spec as _spec
 
 
 @pytest.fixture(scope="module")
@@ -137,8 +80,7 @@ def test_the_container_settings_carry_over_in_the_read_back_form(app):
 
 
 def test_a_secret_env_entry_keeps_the_whole_env_secret():
-    recorder = _Recorder()
-    pulumi.runtime.set_mocks(recorder, preview=False)
+    pulumi.runtime.set_mocks(Recorder(), preview=False)
     seen = {}
 
     @pulumi.runtime.test

@@ -106,3 +106,100 @@ def test_a_node_outside_the_swarm_or_in_the_wrong_role_fails_the_step(node_name)
     ran = run_labels_step({node_name: node("app")})
     assert ran.returncode != 0
     assert f"node {node_name} is a swarm manager but the stack lists it as a worker" in ran.stderr
+
+
+# ---- a service as the program makes it (components/swarm/service.py), applied as the provider would ----
+
+WEB = "e2e-swarm-web"
+
+
+def _resource(inputs: dict, name: str = WEB) -> "plan.Resource":
+    from engine import plan
+    from engine.rules import SERVICE
+    return plan.Resource(urn=f"urn:pulumi:e2e::swarm::docker:index/service:Service::{name}", type=SERVICE, name=name,
+                         inputs=inputs, custom=True, protect=False, retain_on_delete=False, delete_before_replace=None,
+                         replace_on_changes=(), ignore_changes=(), dependencies=(), parent="", aliases=(),
+                         id=f"{name}-id")
+
+
+def _web_inputs(release: str) -> dict:
+    from components.host.containers import Healthcheck
+    from components.swarm.service import Placement
+    from swarm_fixtures import recorded_service, spec
+    inputs = recorded_service(
+        spec(name=WEB, service="nginx", image="nginx:1.27.2-alpine", slot=None, command=None, volumes=[],
+             envs=[f"RELEASE={release}"], stop_timeout=10,
+             healthcheck=Healthcheck(test=["CMD-SHELL", "wget -q -O /dev/null http://127.0.0.1/ || exit 1"],
+                                     interval="2s", timeout="2s", retries=3, start_period="2s")),
+        Placement(role="app", replicas=2), networks=(("web-net-id", ["web"]),))
+    inputs.pop("secret")
+    return inputs
+
+
+def _running(service: str) -> list[str]:
+    return docker("service", "ps", service, "--filter", "desired-state=running",
+                  "--format", "{{.CurrentState}}").stdout.split("\n")
+
+
+def test_a_service_as_the_program_makes_it_converges_resolves_by_task_and_rolls_out_start_first(node_name, measure):
+    import json
+    import threading
+    import time
+
+    from applier import Applier
+    from engine import plan
+    from engine.rules import NETWORK
+
+    assert run_labels_step({node_name: node("manager", "edge", "app", "data")}).returncode == 0
+    network = "e2e-swarm-net"
+    network_id = docker("network", "create", "--driver", "overlay", "--attachable", network).stdout.strip()
+    applier = Applier()
+    applier._remember("urn:network", type=NETWORK, name=network, id=network_id, plan_id="web-net-id")
+    first = _resource(_web_inputs("1"))
+    try:
+        applied = applier.apply([plan.Step("create", first)])
+        assert applied.results[0].details["converged_replicas"] == 2
+        measure("swarm: 2-task service created and converged", applied.results[0].seconds,
+                note="includes the provider's 7 s first wait")
+        spec = json.loads(docker("service", "inspect", WEB, "--format", "{{json .Spec}}").stdout)
+        task = spec["TaskTemplate"]
+        assert task["ContainerSpec"]["Healthcheck"]["Interval"] == 2_000_000_000
+        assert task["ContainerSpec"]["ReadOnly"] is True and task["ContainerSpec"]["CapabilityDrop"] == ["ALL"]
+        assert task["Placement"]["Constraints"] == ["node.labels.org.shia-chatbot.role.app==true"]
+        assert spec["EndpointSpec"]["Mode"] == "dnsrr" and spec["UpdateConfig"]["Order"] == "start-first"
+        # Each task answers under tasks.<service> (no virtual IP, no IPVS needed).
+        answers = docker("run", "--rm", "--network", network, "alpine:3.20.3", "getent", "ahostsv4", f"tasks.{WEB}",
+                         check=False).stdout
+        assert len({line.split()[0] for line in answers.splitlines()}) == 2, answers
+
+        # A new release: never fewer running tasks than replicas while it rolls out.
+        fewest, stop = [2], threading.Event()
+
+        def watch():
+            while not stop.is_set():
+                fewest[0] = min(fewest[0], sum(1 for s in _running(WEB) if s.startswith("Running")))
+                time.sleep(0.2)
+
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        second = _resource(_web_inputs("2"))
+        try:
+            updated = applier.apply([plan.Step("update", second, first, ("taskSpec",))])
+        finally:
+            stop.set()
+            watcher.join()
+        assert updated.results[0].details["update_state"] == "completed"
+        measure("swarm: start-first rolling update of 2 tasks", updated.results[0].seconds,
+                note=f"fewest running tasks during it: {fewest[0]}")
+        assert fewest[0] >= 2, fewest
+        envs = docker("ps", "--filter", f"label=com.docker.swarm.service.name={WEB}", "--format", "{{.ID}}").stdout.split()
+        for container in envs:
+            env = docker("inspect", container, "--format", "{{range .Config.Env}}{{.}} {{end}}").stdout.split()
+            assert "RELEASE=2" in env and "RELEASE=1" not in env, env
+        applier.apply([plan.Step("delete", second, second)])
+        assert docker("service", "inspect", WEB, check=False).returncode != 0
+        assert docker("ps", "-aq", "--filter", f"label=com.docker.swarm.service.name={WEB}").stdout.strip() == ""
+    finally:
+        docker("service", "rm", WEB, check=False)
+        time.sleep(2)
+        docker("network", "rm", network, check=False)
