@@ -15,7 +15,7 @@ from components.secrets import secret_env
 from components.swarm import service as swarm
 from components.swarm.nodes import nodes_text, placement_constraint, spread
 from settings.model import NodeConfig
-from swarm_fixtures import Recorder, recorded_service as _create, spec as _spec
+from swarm_fixtures import Recorder, plain, recorded_service as _create, spec as _spec
 
 
 @pytest.fixture(scope="module")
@@ -138,3 +138,41 @@ def test_a_new_image_or_env_is_a_rolling_update_and_a_new_network_or_container_l
     assert rules.deletes_first({"name": "prod-app-blue"}) and not rules.deletes_first({})
     # Swarm secrets are immutable: new data is a new secret, created before the old one goes unless named.
     assert rules_for(SECRET).replaces("data") and not rules_for(SECRET).deletes_first({})
+
+
+def test_a_swarm_secret_is_named_by_its_content_made_before_the_old_one_goes_and_kept_secret(monkeypatch):
+    import base64
+
+    from components.swarm import secrets as swarm_secrets
+
+    made = {}
+    real = docker.Secret
+
+    def capture(resource_name, **kwargs):
+        made["opts"] = kwargs["opts"]
+        return real(resource_name, **kwargs)
+
+    monkeypatch.setattr(swarm_secrets.docker, "Secret", capture)
+    recorder = Recorder()
+    pulumi.runtime.set_mocks(recorder, preview=False)
+    seen = {}
+
+    @pulumi.runtime.test
+    def program():
+        file = swarm_secrets.swarm_secret("prod-postgres-password", "postgres-password", "0123456789abcdef",
+                                          pulumi.ResourceOptions())
+        assert file.path == "/run/secrets/postgres-password"
+        return pulumi.Output.all(file.secret.name, file.secret.name.is_secret(), file.secret.data.is_secret()) \
+            .apply(lambda v: seen.update(name=v[0], name_secret=v[1], data_secret=v[2],
+                                         inputs=recorder.created["prod-postgres-password"]))
+
+    program()
+    assert seen["name"] == swarm_secrets.content_name("prod-postgres-password", "0123456789abcdef")
+    assert seen["name"].startswith("prod-postgres-password-") and len(seen["name"].rsplit("-", 1)[1]) == 16
+    assert seen["name_secret"] is False and seen["data_secret"] is True  # preview names it, never shows it
+    assert base64.b64decode(plain(seen["inputs"]["data"])) == b"0123456789abcdef"
+    # Create-first: with an explicit name the bridge would delete first, and Swarm refuses to
+    # delete a secret a service still mounts.
+    assert made["opts"].delete_before_replace is False
+    # A new value, a new name: the two can exist side by side.
+    assert swarm_secrets.content_name("p", "a") != swarm_secrets.content_name("p", "b")

@@ -74,8 +74,10 @@ def _env(entries: Sequence[pulumi.Input[str]]) -> pulumi.Output[dict[str, str]]:
 
 
 def swarm_service(spec: ContainerSpec, placement: Placement, networks: Sequence[tuple[pulumi.Input[str], Sequence[str]]],
-                  opts: pulumi.ResourceOptions) -> docker.Service:
-    """`spec` as a Swarm service. networks: (network id, aliases)."""
+                  opts: pulumi.ResourceOptions,
+                  secrets: Sequence[docker.ServiceTaskSpecContainerSpecSecretArgs] = ()) -> docker.Service:
+    """`spec` as a Swarm service. networks: (network id, aliases); secrets: the
+    Swarm secrets it reads as files (components/swarm/secrets.py SecretFile.mount)."""
     rights = hardening.for_service(spec.service)
     labels = {"environment": spec.environment, "service": spec.service, **spec.labels}
     if spec.slot:
@@ -111,6 +113,7 @@ def swarm_service(spec: ContainerSpec, placement: Placement, networks: Sequence[
                 cap_drops=list(hardening.DROP),
                 cap_adds=list(rights.capabilities) or None,
                 mounts=mounts or None,
+                secrets=list(secrets) or None,
             ),
             networks_advanceds=[docker.ServiceTaskSpecNetworksAdvancedArgs(id=net, aliases=list(aliases))
                                 for net, aliases in networks],

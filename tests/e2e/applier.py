@@ -61,7 +61,7 @@ for _path in (ROOT, ROOT / "tools", ROOT / "tests"):
 import harness  # noqa: E402
 from engine import plan  # noqa: E402
 from engine.rules import (  # noqa: E402
-    CONTAINER, IMAGE, LOCAL_COMMAND, NETWORK, REMOTE_COMMAND, REMOTE_IMAGE, SERVICE, VOLUME,
+    CONTAINER, IMAGE, LOCAL_COMMAND, NETWORK, REMOTE_COMMAND, REMOTE_IMAGE, SECRET, SERVICE, VOLUME,
 )
 
 API_VERSION = "v1.41"  # Docker 20.10's; a newer daemon accepts it too
@@ -303,7 +303,7 @@ class Applier:
             handler = {
                 CONTAINER: self._container, NETWORK: self._network, VOLUME: self._volume,
                 REMOTE_IMAGE: self._remote_image, IMAGE: self._image, LOCAL_COMMAND: self._command,
-                REMOTE_COMMAND: self._remote_command, SERVICE: self._service,
+                REMOTE_COMMAND: self._remote_command, SERVICE: self._service, SECRET: self._secret,
             }.get(resource.type, self._nothing)
             handler(step, result)
         except Exception as error:
@@ -472,6 +472,31 @@ class Applier:
             self._remember(new.urn, type=SERVICE, name=new.inputs["name"], id=service_id, plan_id=new.id)
         if step.kind == "replace" and not step.delete_first:
             pass  # the old one is deleted at the end, as its own step
+
+    def _secret(self, step: plan.Step, result: StepResult) -> None:
+        """resource_docker_secret.go: SecretCreate (data base64); no update; SecretRemove, which the
+        daemon refuses while a service uses the secret."""
+        old, new = step.old or step.resource, step.resource
+        # A create-first replacement keeps the URN: the old secret waits, as the
+        # engine's pending delete, for the delete step at the end.
+        pending = f"{old.urn}#pending-delete"
+        if step.kind == "delete" or (step.kind == "replace" and step.delete_first):
+            with self._lock:
+                record = self.record.get(pending) or self.record.get(old.urn)
+            if record:
+                status, body = self.daemon.api("DELETE", f"/secrets/{record['id']}")
+                if status not in (200, 204, 404):
+                    raise ApplyError(f"secret {old.inputs['name']}: {body}")
+                self._forget(pending if pending in self.record else old.urn)
+        if step.kind == "replace" and not step.delete_first:
+            with self._lock:
+                self.record[pending] = self.record.get(old.urn)
+        if step.kind in ("create", "replace"):
+            status, body = self.daemon.api("POST", "/secrets/create",
+                                           {"Name": new.inputs["name"], "Data": new.inputs["data"]})
+            if status != 201:
+                raise ApplyError(f"secret {new.inputs['name']}: {body}")
+            self._remember(new.urn, type=SECRET, name=new.inputs["name"], id=body["ID"], plan_id=new.id)
 
     def _running_tasks(self, service_id: str) -> int:
         filters = urllib.parse.quote(json.dumps({"service": [service_id], "desired-state": ["running"]}))
@@ -698,6 +723,10 @@ def _service_spec(inputs: dict[str, Any], real_id: Callable[[str], str]) -> dict
         "CapabilityDrop": container.get("capDrops"),
         "CapabilityAdd": container.get("capAdds"),
         "StopGracePeriod": go_duration_ns(container.get("stopGracePeriod") or "0s"),
+        "Secrets": [{"SecretID": real_id(s["secretId"]), "SecretName": s.get("secretName"),
+                     "File": {"Name": s["fileName"], "UID": s.get("fileUid") or "0", "GID": s.get("fileGid") or "0",
+                              "Mode": int(s.get("fileMode") if s.get("fileMode") is not None else 0o444)}}
+                    for s in container.get("secrets") or []],
         "Mounts": [
             {"Type": m["type"], "Source": m.get("source"), "Target": m["target"], "ReadOnly": bool(m.get("readOnly")),
              **({"TmpfsOptions": {"SizeBytes": int(m["tmpfsOptions"]["sizeBytes"])}} if m.get("tmpfsOptions") else {})}

@@ -203,3 +203,72 @@ def test_a_service_as_the_program_makes_it_converges_resolves_by_task_and_rolls_
         docker("service", "rm", WEB, check=False)
         time.sleep(2)
         docker("network", "rm", network, check=False)
+
+
+def _secret_resource(prefix: str, value: str) -> "plan.Resource":
+    import base64
+
+    from components.swarm.secrets import content_name
+    from engine import plan
+    from engine.rules import SECRET
+    name = content_name(prefix, value)
+    return plan.Resource(urn=f"urn:pulumi:e2e::swarm::docker:index/secret:Secret::{prefix}", type=SECRET, name=prefix,
+                         inputs={"name": name, "data": base64.b64encode(value.encode()).decode()}, custom=True,
+                         protect=False, retain_on_delete=False, delete_before_replace=False, replace_on_changes=(),
+                         ignore_changes=(), dependencies=(), parent="", aliases=(), id=f"{name}-id")
+
+
+def _reader_inputs(secret: "plan.Resource") -> dict:
+    inputs = _web_inputs("1")
+    inputs["taskSpec"]["containerSpec"]["secrets"] = [{
+        "secretId": secret.id, "secretName": secret.inputs["name"], "fileName": "/run/secrets/token",
+        "fileUid": "0", "fileGid": "0", "fileMode": 0o400}]
+    return inputs
+
+
+def _files(service: str) -> set[str]:
+    tasks = docker("ps", "--filter", f"label=com.docker.swarm.service.name={service}", "--format", "{{.ID}}").stdout
+    return {docker("exec", c, "cat", "/run/secrets/token").stdout for c in tasks.split()}
+
+
+def test_a_rotated_swarm_secret_is_a_new_secret_a_rolling_update_and_the_old_one_removed_after(node_name, measure):
+    """components/swarm/secrets.py's rotation, as `pulumi up` orders it: the new
+    secret, the service's in-place update to it (start-first), the old secret
+    deleted at the end, which Swarm refuses while a service mounts it."""
+    import time
+
+    from applier import Applier, ApplyError
+    from engine import plan
+    from engine.rules import NETWORK
+
+    assert run_labels_step({node_name: node("manager", "edge", "app", "data")}).returncode == 0
+    network = "e2e-swarm-net"
+    network_id = docker("network", "create", "--driver", "overlay", "--attachable", network).stdout.strip()
+    applier = Applier()
+    applier._remember("urn:network", type=NETWORK, name=network, id=network_id, plan_id="web-net-id")
+    old_secret, new_secret = _secret_resource("e2e-token", "first-value-0001"), _secret_resource("e2e-token", "second-value-002")
+    assert old_secret.inputs["name"] != new_secret.inputs["name"]
+    first = _resource(_reader_inputs(old_secret))
+    try:
+        applier.apply([plan.Step("create", old_secret), plan.Step("create", first)])
+        assert _files(WEB) == {"first-value-0001"}
+        # The old secret cannot go first: a service mounts it.
+        with pytest.raises(ApplyError, match="in use"):
+            applier.apply([plan.Step("delete", old_secret, old_secret)])
+        second = _resource(_reader_inputs(new_secret))
+        started = time.monotonic()
+        applier.apply([plan.Step("replace", new_secret, old_secret, ("data", "name")),
+                       plan.Step("update", second, first, ("taskSpec",)),
+                       plan.Step("delete", old_secret, old_secret)])
+        measure("swarm: secret rotation (new secret, rolling update, old removed)", time.monotonic() - started)
+        assert _files(WEB) == {"second-value-002"}
+        names = docker("secret", "ls", "--format", "{{.Name}}").stdout.split()
+        assert new_secret.inputs["name"] in names and old_secret.inputs["name"] not in names
+        applier.apply([plan.Step("delete", second, second), plan.Step("delete", new_secret, new_secret)])
+        assert new_secret.inputs["name"] not in docker("secret", "ls", "--format", "{{.Name}}").stdout.split()
+    finally:
+        docker("service", "rm", WEB, check=False)
+        time.sleep(2)
+        for secret in (old_secret, new_secret):
+            docker("secret", "rm", secret.inputs["name"], check=False)
+        docker("network", "rm", network, check=False)

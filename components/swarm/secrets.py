@@ -1,0 +1,62 @@
+"""Swarm secrets: a generated secret as a file under /run/secrets in a service.
+
+A Swarm secret is immutable and cannot be removed while a service uses it, so
+a new value is a new secret, made before the old one goes:
+- its name carries a digest of its content (`<env>-postgres-password-<16 hex>`),
+  so the new one never clashes with the old;
+- `delete_before_replace=False`: with an explicit name the provider bridge
+  would delete first (pulumi-terraform-bridge nameRequiresDeleteBeforeReplace),
+  and that delete fails while the service still mounts the secret;
+- the service's mount names the new secret's id, an in-place rolling update,
+  after which the engine deletes the old secret at the end of `pulumi up`.
+The digest is of a generated, high-entropy value: it tells nothing about it,
+and it is shown in plain text so `pulumi preview` names the secret.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_docker as docker
+
+SECRETS_DIR = "/run/secrets"
+DIGEST_CHARS = 16
+
+
+def content_name(prefix: str, value: str) -> str:
+    """`prefix` and the first DIGEST_CHARS hex of the value's SHA-256."""
+    return f"{prefix}-{hashlib.sha256(value.encode()).hexdigest()[:DIGEST_CHARS]}"
+
+
+@dataclass(frozen=True)
+class SecretFile:
+    """A Swarm secret and where a service reads it."""
+
+    secret: docker.Secret
+    file_name: str  # under SECRETS_DIR
+
+    @property
+    def path(self) -> str:
+        return f"{SECRETS_DIR}/{self.file_name}"
+
+    def mount(self, uid: str = "0", gid: str = "0") -> docker.ServiceTaskSpecContainerSpecSecretArgs:
+        """The service's mount, readable by `uid` only (mode 0400)."""
+        return docker.ServiceTaskSpecContainerSpecSecretArgs(
+            secret_id=self.secret.id, secret_name=self.secret.name, file_name=self.path,
+            file_uid=uid, file_gid=gid, file_mode=0o400)
+
+
+def swarm_secret(prefix: str, file_name: str, value: pulumi.Input[str], opts: pulumi.ResourceOptions) -> SecretFile:
+    """The Swarm secret `<prefix>-<digest>` holding `value` (kept secret in the state)."""
+    secret_value = pulumi.Output.secret(value)
+    name = pulumi.Output.unsecret(secret_value.apply(lambda v: content_name(prefix, v)))
+    secret = docker.Secret(
+        prefix,
+        name=name,
+        data=secret_value.apply(lambda v: base64.b64encode(v.encode()).decode()),
+        opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(delete_before_replace=False)),
+    )
+    return SecretFile(secret, file_name)
