@@ -176,3 +176,25 @@ def test_a_swarm_secret_is_named_by_its_content_made_before_the_old_one_goes_and
     assert made["opts"].delete_before_replace is False
     # A new value, a new name: the two can exist side by side.
     assert swarm_secrets.content_name("p", "a") != swarm_secrets.content_name("p", "b")
+
+
+def test_on_a_swarm_the_two_networks_are_attachable_overlays_and_backend_stays_internal():
+    from components.host.networks import Networks, NetworksArgs
+    from settings.naming import Naming
+
+    recorder = Recorder()
+    pulumi.runtime.set_mocks(recorder, preview=False)
+    seen = {}
+
+    @pulumi.runtime.test
+    def program():
+        networks = Networks("prod-networks", NetworksArgs(naming=Naming("prod"), overlay=True))
+        return pulumi.Output.all(networks.frontend_id, networks.backend_id).apply(
+            lambda ids: seen.update(ids=ids, frontend=recorder.created["prod-frontend"],
+                                    backend=recorder.created["prod-backend"]))
+
+    program()
+    assert seen["frontend"]["driver"] == "overlay" and seen["frontend"]["attachable"] is True
+    assert "internal" not in seen["frontend"]
+    assert seen["backend"]["driver"] == "overlay" and seen["backend"]["internal"] is True
+    assert seen["ids"] == ["prod-frontend-id", "prod-backend-id"]  # what services name them by
