@@ -45,6 +45,7 @@ from applier import Applied, Applier, ApplyError, Stack
 from docker_lab import docker_available
 
 import harness  # tools/ and the project root are on the path (tests/conftest.py)
+from components.host import hardening
 from components.secrets import password_resource_name
 from engine import plan
 from engine.rules import CONTAINER, LOCAL_COMMAND, RANDOM_PASSWORD
@@ -150,6 +151,27 @@ def assert_all_healthy(stack: Stack, except_: tuple[str, ...] = ()) -> None:
         status = (state.get("Health") or {}).get("Status")
         if not state.get("Running") or status != "healthy":
             problems.append(f"{name}: running={state.get('Running')} health={status}")
+    assert not problems, problems
+
+
+def assert_least_privilege(stack: Stack) -> None:
+    """Every container runs with the rights components/host/hardening.py gives
+    it, as the daemon reports them: all capabilities dropped but its own, the
+    root filesystem read-only unless allowed, its tmpfs mounts, its pids limit
+    (set by its health step), and no-new-privileges."""
+    problems = []
+    for name, resource in stack.containers().items():
+        host = inspect(name)["HostConfig"]
+        rights = hardening.for_service(resource.label("service"))
+        expected_pids = rights.pids_limit
+        if rights is hardening.SERVICES["postgres"]:
+            expected_pids = stack.run.named(f"{name}-healthy").plain("create").split("PIDS_LIMIT=")[1].split()[0]
+        seen = (host.get("CapDrop"), sorted(host.get("CapAdd") or []), host.get("ReadonlyRootfs"),
+                sorted(host.get("Tmpfs") or {}), str(host.get("PidsLimit")), host.get("SecurityOpt"))
+        wanted = (["ALL"], sorted(rights.capabilities), rights.read_only, sorted(rights.tmpfs), str(expected_pids),
+                  ["no-new-privileges:true"])
+        if seen != wanted:
+            problems.append(f"{name}: {seen} != {wanted}")
     assert not problems, problems
 
 
@@ -331,6 +353,7 @@ def test_dev_up_from_nothing_serves_through_nginx_with_every_container_healthy(d
     assert {r.kind for r in applied.results} == {"create"}
     assert_commands_succeeded(applied)
     assert_all_healthy(dev.stack)
+    assert_least_privilege(dev.stack)
     status, headers, body = request(8080, "/health?check_services=true")
     assert status == 200, body
     assert json.loads(body)["services"] == dict.fromkeys(["postgres", "redis", "qdrant", "minio"], "ok")
@@ -498,6 +521,7 @@ def test_prod_up_from_nothing_serves_https_with_every_container_healthy(prod, me
     measure("prod: up from nothing, critical path", critical, note=" > ".join(chain))
     assert_commands_succeeded(applied)
     assert_all_healthy(prod.stack)
+    assert_least_privilege(prod.stack)
     domain = prod.config["domain"]
     status, headers, body = request(443, "/health?check_services=true", tls=True, host=domain)
     assert status == 200 and json.loads(body)["status"] == "healthy", body
