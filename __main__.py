@@ -27,6 +27,7 @@ from components.router.router import HTTP_PORT, HTTPS_PORT, Router, RouterArgs
 from components.router.nginx_config import RouterSpec, TlsFiles
 from components.secrets import Secrets, SecretsArgs
 from components.app.worker import CeleryArgs, Flower, FlowerArgs, Worker
+from components.swarm.nodes import SwarmNodes, SwarmNodesArgs
 from settings import load, release_guard
 from settings.naming import Naming
 from settings.secret_names import DATABASE_ROLES
@@ -41,6 +42,10 @@ host = DockerHost(naming.resource("docker-host"), DockerHostArgs(docker_host=cfg
 on_host = pulumi.ResourceOptions(providers=[host.provider])
 
 secrets = Secrets(naming.resource("secrets"), SecretsArgs(naming=naming, rotation=cfg.rotation))
+if cfg.runtime == "swarm":
+    # Each node labelled with its roles, before anything is placed by them.
+    swarm_nodes = SwarmNodes(naming.resource("swarm-nodes"), SwarmNodesArgs(nodes=cfg.nodes, manager=host,
+                                                                             registry=cfg.registry))
 networks = Networks(naming.resource("networks"), NetworksArgs(naming=naming), on_host)
 
 

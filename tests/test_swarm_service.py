@@ -198,3 +198,20 @@ def test_on_a_swarm_the_two_networks_are_attachable_overlays_and_backend_stays_i
     assert "internal" not in seen["frontend"]
     assert seen["backend"]["driver"] == "overlay" and seen["backend"]["internal"] is True
     assert seen["ids"] == ["prod-frontend-id", "prod-backend-id"]  # what services name them by
+
+
+def test_a_swarm_stack_labels_its_nodes_on_the_manager_and_has_a_host_per_node():
+    import harness
+    from test_config_validation import swarm
+
+    run = harness.run("prod", swarm())
+    assert run.error is None, run.error
+    step = run.named("prod-swarm-nodes-labels")
+    assert step.type == "command:remote:Command"
+    assert step.plain("connection")["host"] == "prod.shia-chatbot.example.org"  # the manager, m1
+    assert "NODES='a1 app\na2 app\nm1 data,edge,manager'" in step.plain("create")
+    providers = {r.name: r.plain("host") for r in run.of_type("pulumi:providers:docker")}
+    assert providers["prod-swarm-nodes-a1-host"] == "ssh://deploy@a1.example.org"
+    assert providers["prod-swarm-nodes-m1-host"] == providers["prod-docker-host"]
+    # One host, no swarm: none of it.
+    assert not any("swarm" in r.name for r in harness.run("prod").resources)
