@@ -90,3 +90,17 @@ def test_every_container_gets_its_pids_limit_before_its_health_is_awaited(run):
         assert f"PIDS_LIMIT={expected}\n" in script, name
         # The limit is set before the wait, so a failing health check still leaves it set.
         assert script.index('docker update --pids-limit "$PIDS_LIMIT" "$NAME"') < script.index("docker inspect"), name
+
+
+def test_the_one_off_containers_of_a_release_run_with_the_same_rights(run):
+    """Migrations run the app image with the app's row; the smoke probe with none at all."""
+    app = hardening.run_flags(hardening.for_service("app"))
+    assert app == ("--cap-drop ALL --read-only --tmpfs /tmp:rw,noexec,nosuid,nodev,size=64m --pids-limit 512")
+    steps = {r.name: r.plain("create") for r in run.of_type("command:local:Command") + run.of_type("command:remote:Command")}
+    migrations = [script for name, script in steps.items() if name.endswith("-migrate")]
+    smokes = [script for name, script in steps.items() if name.endswith("-smoke")]
+    assert migrations and smokes
+    for migrate in migrations:
+        assert f"RIGHTS='{app}'" in migrate and "no-new-privileges:true ${RIGHTS}" in migrate
+    for smoke in smokes:
+        assert "RIGHTS='--cap-drop ALL --read-only --pids-limit 16'" in smoke and "${RIGHTS}" in smoke

@@ -21,6 +21,7 @@ from typing import Sequence
 
 import pulumi
 
+from components.host import hardening
 from components.host.containers import Deployed
 from components.host.docker_host import DockerHost, host_script
 
@@ -55,7 +56,8 @@ def migrate(
 ) -> pulumi.CustomResource:
     return host.command(
         name,
-        create=host_script("app/scripts/migrate.sh", NAME=name, IMAGE=image, NETWORK=network, MEMORY_MB=memory_mb),
+        create=host_script("app/scripts/migrate.sh", NAME=name, IMAGE=image, NETWORK=network, MEMORY_MB=memory_mb,
+                           RIGHTS=hardening.run_flags(hardening.for_service("app"))),
         update=_unchanged(name),
         stdin=env_file(envs),
         triggers=[image],
@@ -70,6 +72,7 @@ def smoke_check(
     return host.command(
         name,
         create=host_script("app/scripts/smoke-check.sh", NETWORK=network, PROBE_IMAGE=probe_image,
+                           RIGHTS=hardening.run_flags(hardening.PROBE),
                            TARGETS=" ".join(targets), ATTEMPTS=attempts, PAUSE=pause_seconds),
         triggers=[image, *[r.container.id for r in replicas]],
         opts=pulumi.ResourceOptions(parent=parent, depends_on=[x for r in replicas for x in r.ready]),

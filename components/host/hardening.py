@@ -112,6 +112,21 @@ SERVICES: Mapping[str, Hardening] = {
 }
 
 
+# The smoke check's probe (components/app/scripts/smoke-check.sh): busybox wget.
+PROBE = Hardening(pids_limit=16, why="busybox wget as the image's user: writes nothing, needs no capability")
+
+
+def run_flags(rights: Hardening) -> str:
+    """`rights` as `docker run` flags, for the one-off containers steps start
+    (migrations, smoke probes): words for an unquoted shell expansion."""
+    flags = [f"--cap-drop {d}" for d in DROP] + [f"--cap-add {c}" for c in rights.capabilities]
+    if rights.read_only:
+        flags.append("--read-only")
+    flags += [f"--tmpfs {path}:{TMPFS_OPTIONS}" for path in rights.tmpfs]
+    flags.append(f"--pids-limit {rights.pids_limit}")
+    return " ".join(flags)
+
+
 def for_service(service: str) -> Hardening:
     """The service's row. Raises KeyError for a service the table does not name:
     a new container must say what it needs."""

@@ -324,14 +324,19 @@ def release_script(name: str, **params) -> str:
 
 
 def migrate(lab, backend, creds, image) -> subprocess.CompletedProcess:
-    script = release_script("migrate.sh", NAME=lab.name("migrate"), IMAGE=image, NETWORK=backend, MEMORY_MB=512)
+    from components.host import hardening
+
+    script = release_script("migrate.sh", NAME=lab.name("migrate"), IMAGE=image, NETWORK=backend, MEMORY_MB=512,
+                            RIGHTS=hardening.run_flags(hardening.for_service("app")))
     return subprocess.run(["sh", "-c", script], input=env_file(app_env(creds)), capture_output=True, text=True,
                           env=host_env(), timeout=300)
 
 
 def smoke(lab, frontend, targets, attempts=5) -> subprocess.CompletedProcess:
+    from components.host import hardening
+
     script = release_script("smoke-check.sh", NETWORK=frontend, PROBE_IMAGE=PLAN["nginx"], TARGETS=" ".join(targets),
-                            ATTEMPTS=attempts, PAUSE=1)
+                            ATTEMPTS=attempts, PAUSE=1, RIGHTS=hardening.run_flags(hardening.PROBE))
     return subprocess.run(["sh", "-c", script], capture_output=True, text=True, env=host_env(), timeout=300)
 
 

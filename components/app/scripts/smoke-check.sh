@@ -1,13 +1,14 @@
 # Smoke-check every replica of a slot from inside the Docker network, on the
 # path nginx uses (the frontend network), with a throwaway probe container of
-# nginx's image (busybox wget). Parameters (NETWORK, PROBE_IMAGE, TARGETS,
+# nginx's image (busybox wget), with no capability, a read-only root and a
+# pids limit (RIGHTS). Parameters (NETWORK, PROBE_IMAGE, RIGHTS, TARGETS,
 # ATTEMPTS, PAUSE) are set above this text by components/release.py. Exits
 # non-zero if any replica is not healthy; the switch depends on this step.
 set -eu
 for target in ${TARGETS}; do
     attempt=1
     while :; do
-        body=$(docker run --rm --network "${NETWORK}" --memory 64m --security-opt no-new-privileges:true \
+        body=$(docker run --rm --network "${NETWORK}" --memory 64m --security-opt no-new-privileges:true ${RIGHTS} \
             --entrypoint wget "${PROBE_IMAGE}" -q -T 5 -O - "http://${target}/health?check_services=true" \
             2>/dev/null) || body=""
         if printf '%s' "${body}" | grep -Eq '"status" *: *"healthy"'; then

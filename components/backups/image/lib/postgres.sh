@@ -34,7 +34,8 @@
 # Reads: PGBACKREST_STANZA, PGBACKREST_PG1_PATH, PGBACKREST_REPO1_RETENTION_FULL,
 # PGBACKREST_REPO2_TYPE (and every other PGBACKREST_* through pgBackRest),
 # PGBACKREST_ARCHIVE_TIMEOUT (seconds to wait for a segment, default 60),
-# BACKUP_FULL_EVERY_DAYS (default 7), libpq's PGHOST PGPORT PGUSER (a superuser), METRICS_DIR.
+# BACKUP_FULL_EVERY_DAYS (default 7), libpq's PGHOST PGPORT PGUSER (the backup role: pg_read_all_settings,
+# pg_checkpoint and the backup functions; components/data/scripts/postgres-roles.sh), METRICS_DIR.
 # Run as root (the container) pgBackRest runs as the owner of the data
 # directory, the postgres uid, so repository and restored files stay its own.
 set -eu
