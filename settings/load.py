@@ -354,6 +354,10 @@ def _swarm_nodes(cfg: StackConfig) -> list[str]:
         problems.append(
             f"{_key('nodes')}: {len(having['app'])} app node(s) ({', '.join(having['app'])}); {cfg.environment} needs "
             f"at least {needed}, so losing one leaves the slots running")
+    if cfg.publish_flower:
+        problems.append(f"{_key('publishFlower')} = true binds Flower to 127.0.0.1, which a Swarm service cannot "
+                        f"(its ports listen on every address): set {_key('publishFlower')} to false with "
+                        f"{_key('runtime')} = \"swarm\"")
     hosts = [node.docker_host for node in cfg.nodes.values()]
     repeated = sorted({h for h in hosts if hosts.count(h) > 1})
     if repeated and not cfg.environment == "dev":

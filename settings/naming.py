@@ -31,6 +31,10 @@ class Naming:
         slot is created beside the live one, never in its place."""
         return f"{self.env}-app-{slot}-{index}"
 
+    def app_service(self, slot: str) -> str:
+        """A slot's Swarm service (runtime swarm): its replicas are its tasks."""
+        return f"{self.env}-app-{slot}"
+
     @staticmethod
     def slot_alias(slot: str) -> str:
         return f"{SLOT_ALIAS_PREFIX}{slot}"

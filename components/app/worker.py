@@ -16,9 +16,10 @@ from typing import Optional, Sequence
 import pulumi
 import pulumi_docker as docker
 
-from components.host.containers import ContainerSpec, Deployed, Healthcheck, hardened_container
+from components.host.containers import ContainerSpec, Deployed, Healthcheck
+from components.host.runtime import Runtime
 from components.secrets import secret_env
-from components.host.docker_host import DockerHost
+from components.swarm.service import Placement
 from settings.model import SLOT_NAMES, WORKER_CONCURRENCY
 from settings.naming import FLOWER_PORT, Naming
 
@@ -35,7 +36,7 @@ class CeleryArgs:
     image: docker.RemoteImage
     envs: Sequence[pulumi.Input[str]]
     memory_mb: int
-    host: DockerHost
+    runtime: Runtime
     frontend_network: pulumi.Input[str]
     backend_network: pulumi.Input[str]
     # The app's LOG_LEVEL; the worker's own --loglevel follows it (the guide's
@@ -51,7 +52,7 @@ class Worker(pulumi.ComponentResource):
         super().__init__("shia-chatbot:app:Worker", name, None, opts)
         n = args.naming
         self.container_name = n.slot_container("worker", args.slot)
-        self.deployed = hardened_container(
+        self.deployed = args.runtime.deploy(
             ContainerSpec(
                 name=self.container_name,
                 image=args.image.name,
@@ -70,16 +71,18 @@ class Worker(pulumi.ComponentResource):
                     test=["CMD-SHELL", 'celery -A src.app.tasks inspect ping -d "celery@$HOSTNAME" --timeout 10'],
                     interval="15s", timeout="12s", retries=3, start_period="30s",
                 ),
-                host=args.host,
+                host=args.runtime.host,
                 # A worker finishing a task gets time to do so before SIGKILL.
                 stop_timeout=120,
             ),
+            Placement(role="app"),
             pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on)),
         )
         self.register_outputs({"container": self.deployed.container.name})
 
     @property
-    def container(self) -> docker.Container:
+    def container(self) -> pulumi.CustomResource:
+        """The docker.Container, or on a swarm the docker.Service."""
         return self.deployed.container
 
 
@@ -105,7 +108,7 @@ class Flower(pulumi.ComponentResource):
             # network cannot carry the port, hence the frontend attachment.
             networks.append((args.frontend_network, ["flower"]))
             ports = [docker.ContainerPortArgs(internal=FLOWER_PORT, external=FLOWER_PORT, ip="127.0.0.1")]
-        self.deployed = hardened_container(
+        self.deployed = args.runtime.deploy(
             ContainerSpec(
                 name=self.container_name,
                 image=args.image.name,
@@ -122,8 +125,9 @@ class Flower(pulumi.ComponentResource):
                     test=["CMD", "curl", "-fs", "-o", "/dev/null", f"http://localhost:{FLOWER_PORT}/healthcheck"],
                     interval="10s", timeout="5s", retries=3, start_period="20s",
                 ),
-                host=args.host,
+                host=args.runtime.host,
             ),
+            Placement(role="app"),
             # The provider replaces containers old-one-first (a published port and a
             # name cannot be held twice). Stacks made before Flower's name was fixed
             # know it as <env>-flower-<slot>: the same resource, replaced once.
@@ -133,5 +137,6 @@ class Flower(pulumi.ComponentResource):
         self.register_outputs({"container": self.deployed.container.name})
 
     @property
-    def container(self) -> docker.Container:
+    def container(self) -> pulumi.CustomResource:
+        """The docker.Container, or on a swarm the docker.Service."""
         return self.deployed.container

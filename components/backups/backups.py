@@ -34,10 +34,12 @@ import pulumi
 import pulumi_docker as docker
 
 from components.backups.pgbackrest import DATA_PATH, FULL_BACKUP_PERIOD_DAYS, REPOSITORY_PATH, SOCKET_PATH, PgBackRest
+from components.host.runtime import Runtime
+from components.swarm.service import Placement
 from components.host.containers import (
-    ContainerSpec, Deployed, Healthcheck, data_volume, hardened_container, labelled_volume,
+    ContainerSpec, Deployed, Healthcheck, data_volume, labelled_volume,
 )
-from components.host.docker_host import DockerHost, host_script
+from components.host.docker_host import host_script
 from components.host.images import built_image
 from components.data.minio import Minio
 from components.host.networks import labelled_network
@@ -141,7 +143,9 @@ class BackupsArgs:
     minio: Minio
     secrets: Secrets
     offsite: OffsiteTarget
-    host: DockerHost
+    # On a swarm the job runs on the data node, beside the volumes it backs up
+    # (the component's provider is that node's).
+    runtime: Runtime
 
 
 class Backups(pulumi.ComponentResource):
@@ -174,10 +178,13 @@ class Backups(pulumi.ComponentResource):
 
         networks: list[tuple[pulumi.Input[str], list[str]]] = [(args.backend_network, [NETWORK_ALIAS])]
         if args.offsite.needs_egress:
-            egress = labelled_network(n.network("backup-egress"), environment=n.env, opts=child)
-            networks.append((egress.name, [NETWORK_ALIAS]))
+            runtime = args.runtime
+            egress = labelled_network(n.network("backup-egress"), environment=n.env, overlay=runtime.swarm,
+                                      opts=pulumi.ResourceOptions(parent=self, provider=runtime.host.provider)
+                                      if runtime.swarm else child)
+            networks.append((runtime.network(egress), [NETWORK_ALIAS]))
 
-        self.deployed = hardened_container(
+        self.deployed = args.runtime.deploy(
             ContainerSpec(
                 name=self.container_name,
                 image=self.image.image_name,
@@ -198,18 +205,19 @@ class Backups(pulumi.ComponentResource):
                     docker.ContainerVolumeArgs(volume_name=args.postgres.volume.name, container_path=DATA_PATH),
                 ],
                 healthcheck=Healthcheck(test=["CMD-SHELL", "pgrep -x crond > /dev/null"]),
-                host=args.host,
+                host=args.runtime.node_host("data"),
             ),
+            Placement(role="data", replicas=1, exclusive=True),
             pulumi.ResourceOptions(parent=self, delete_before_replace=True, depends_on=[
                 *args.postgres.ready, *args.redis.ready, *args.qdrant.ready, *args.minio.ready,
                 args.minio.bucket_step, *args.offsite.ready,
             ]),
         )
         # Stanza and repositories, checked end to end, whenever either container is new.
-        self.init_step = args.host.command(
+        self.init_step = self.deployed.host.command(
             f"{self.container_name}-init",
-            create=host_script("backups/scripts/backup-init.sh", BACKUP=self.container_name,
-                               POSTGRES=args.postgres.container_name),
+            create=host_script("backups/scripts/backup-init.sh", BACKUP=self.deployed.target,
+                               POSTGRES=args.postgres.deployed.target),
             triggers=[self.container.id, args.postgres.container.id],
             opts=pulumi.ResourceOptions(parent=self, depends_on=[*self.deployed.ready, *args.postgres.ready]),
         )
@@ -217,7 +225,8 @@ class Backups(pulumi.ComponentResource):
                                "bucket": self.bucket})
 
     @property
-    def container(self) -> docker.Container:
+    def container(self) -> pulumi.CustomResource:
+        """The docker.Container, or on a swarm the docker.Service."""
         return self.deployed.container
 
     @property
@@ -226,12 +235,12 @@ class Backups(pulumi.ComponentResource):
         return [*self.deployed.ready, self.init_step]
 
     def pre_migration_command(self, slot: str) -> str:
-        """Run on the Docker host before `slot`'s migration; exits 0 only once a
+        """Run on `deployed.host` before `slot`'s migration; exits 0 only once a
         named restore point is made and the WAL holding it is archived in every
         repository (a base backup first on a new stack), and prints
         `postgres <restore point>`: undoing the migration is a recovery to it.
         Depend on `ready` when calling it."""
-        return f"docker exec {self.container_name} {BACKUP_COMMAND} postgres --reason pre-migration-{slot}"
+        return f"docker exec {self.deployed.target} {BACKUP_COMMAND} postgres --reason pre-migration-{slot}"
 
     @staticmethod
     def _envs(args: BackupsArgs) -> list[pulumi.Input[str]]:

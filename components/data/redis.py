@@ -70,9 +70,9 @@ class Redis(DataService):
     def _extend(self, args: RedisArgs) -> None:
         # A memory change updates the container in place; this sets the new
         # maxmemory in the running server (a restart reads it from the cgroup).
-        self.maxmemory_step = args.host.command(
+        self.maxmemory_step = self.deployed.host.command(
             f"{self.container_name}-maxmemory",
-            create=in_container(self.container_name,
+            create=in_container(self.deployed.target,
                                 f'{MEMORY_LIMIT_MB} && {ADMIN_CLI} CONFIG SET maxmemory "$((limit_mb * 3 / 4))mb"'),
             triggers=[self.container.id, args.memory_mb],
             opts=pulumi.ResourceOptions(parent=self, depends_on=self.deployed.ready),

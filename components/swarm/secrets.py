@@ -49,14 +49,21 @@ class SecretFile:
             file_uid=uid, file_gid=gid, file_mode=0o400)
 
 
-def swarm_secret(prefix: str, file_name: str, value: pulumi.Input[str], opts: pulumi.ResourceOptions) -> SecretFile:
-    """The Swarm secret `<prefix>-<digest>` holding `value` (kept secret in the state)."""
+def swarm_secret(prefix: str, file_name: str, value: pulumi.Input[str], opts: pulumi.ResourceOptions, *,
+                 read_at_init_only: bool = False) -> SecretFile:
+    """The Swarm secret `<prefix>-<digest>` holding `value` (kept secret in the state).
+
+    read_at_init_only: the image reads it only to initialise an empty data
+    directory (PostgreSQL's superuser password), and a step sets a new value in
+    the running service: the secret keeps its first value, so a rotation
+    neither restarts the service nor deletes a secret it still mounts."""
     secret_value = pulumi.Output.secret(value)
     name = pulumi.Output.unsecret(secret_value.apply(lambda v: content_name(prefix, v)))
     secret = docker.Secret(
         prefix,
         name=name,
         data=secret_value.apply(lambda v: base64.b64encode(v.encode()).decode()),
-        opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(delete_before_replace=False)),
+        opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(
+            delete_before_replace=False, ignore_changes=["name", "data"] if read_at_init_only else None)),
     )
     return SecretFile(secret, file_name)

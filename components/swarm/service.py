@@ -66,6 +66,9 @@ class Placement:
 
     role: NodeRole
     replicas: Optional[int] = 1
+    # Never two tasks at once, even during an update (stop-first): a data
+    # directory must not be opened by two servers.
+    exclusive: bool = False
 
 
 def _env(entries: Sequence[pulumi.Input[str]]) -> pulumi.Output[dict[str, str]]:
@@ -86,9 +89,13 @@ def swarm_service(spec: ContainerSpec, placement: Placement, networks: Sequence[
     interval, retries = _seconds(check.interval), check.retries
     # Long enough for a new task to be judged by its healthcheck.
     monitor = swarm_duration(_seconds(check.start_period) + interval * (retries + 1))
-    host_ports = [p for p in spec.ports]
-    order = "stop-first" if host_ports else "start-first"
-    mounts = [docker.ServiceTaskSpecContainerSpecMountArgs(type="volume", source=v.volume_name,
+    host_ports = list(spec.ports)
+    if any(p.ip for p in host_ports):
+        # A service's port has no host address: it would listen on every interface.
+        raise ValueError(f"{spec.name}: a Swarm service cannot publish on one address ({host_ports[0].ip})")
+    order = "stop-first" if host_ports or placement.exclusive else "start-first"
+    mounts = [docker.ServiceTaskSpecContainerSpecMountArgs(type="bind" if v.host_path else "volume",
+                                                           source=v.host_path or v.volume_name,
                                                            target=v.container_path, read_only=v.read_only)
               for v in spec.volumes]
     mounts += [docker.ServiceTaskSpecContainerSpecMountArgs(
