@@ -53,8 +53,9 @@ def test_updates_are_health_gated_start_first_and_roll_back(app):
     update = app["updateConfig"]
     assert update["order"] == "start-first" and update["failureAction"] == "rollback"
     assert update["parallelism"] == 1 and update["maxFailureRatio"] == "0.0"
-    # start period 60 s + 5 s x (3 retries + 1): a new task is judged by its healthcheck.
-    assert update["monitor"] == "1m20s"
+    # 5 s x 3 retries: how long its healthcheck takes to call a healthy task
+    # unhealthy (Swarm runs a task only once healthy: the start period is past).
+    assert update["monitor"] == "15s"
     assert app["rollbackConfig"]["order"] == "start-first"
     assert app["convergeConfig"] == {"delay": "7s", "timeout": "3m"}
 

@@ -87,8 +87,11 @@ def swarm_service(spec: ContainerSpec, placement: Placement, networks: Sequence[
         labels["slot"] = spec.slot
     check = spec.healthcheck
     interval, retries = _seconds(check.interval), check.retries
-    # Long enough for a new task to be judged by its healthcheck.
-    monitor = swarm_duration(_seconds(check.start_period) + interval * (retries + 1))
+    # After a new task runs, how long the update watches it before the next
+    # one: the time its own healthcheck takes to call a healthy task unhealthy.
+    # Swarm reports a task running only once it is healthy (the start period
+    # is behind it), so waiting that out again would only slow every update.
+    monitor = swarm_duration(interval * retries)
     host_ports = list(spec.ports)
     if any(p.ip for p in host_ports):
         # A service's port has no host address: it would listen on every interface.

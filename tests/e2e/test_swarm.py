@@ -24,18 +24,12 @@ pytestmark = pytest.mark.skipif(not docker_available() and os.environ.get("CI") 
 
 
 @pytest.fixture(scope="module")
-def node_name():
-    state = docker("info", "--format", "{{.Swarm.LocalNodeState}}").stdout.strip()
-    formed_here = state != "active"
-    if formed_here:
-        docker("swarm", "init", "--advertise-addr", "127.0.0.1")
-    name = docker("node", "inspect", "self", "--format", "{{.Description.Hostname}}").stdout.strip()
-    labels_before = docker("node", "inspect", "self", "--format", "{{json .Spec.Labels}}").stdout
-    yield name
-    if formed_here:
-        docker("swarm", "leave", "--force")
-    else:
-        assert docker("node", "inspect", "self", "--format", "{{json .Spec.Labels}}").stdout == labels_before
+def node_name(swarm_node):
+    """The node; the labels the tests set are removed after."""
+    before = labels(swarm_node)
+    yield swarm_node
+    for key in set(labels(swarm_node)) - set(before):
+        docker("node", "update", "--label-rm", key, swarm_node)
 
 
 def run_labels_step(nodes: dict[str, NodeConfig]) -> subprocess.CompletedProcess:
