@@ -17,7 +17,7 @@ import pulumi
 import pulumi_docker as docker
 
 from components.host.containers import ContainerSpec, Deployed, Healthcheck, hardened_container
-from components.secrets import secret_env
+from components.secrets import EnvVariables
 from components.host.docker_host import DockerHost
 from settings.model import SLOT_NAMES, WORKER_CONCURRENCY
 from settings.naming import FLOWER_PORT, Naming
@@ -83,6 +83,16 @@ class Worker(pulumi.ComponentResource):
         return self.deployed.container
 
 
+def flower_variables(user: str, password: pulumi.Input[str]) -> EnvVariables:
+    """Flower's own variables, beside the app's: plain FLOWER_PURGE_OFFLINE_WORKERS
+    (seconds), secret FLOWER_BASIC_AUTH ("user:password"). `.envs()` for the
+    container, `.swarm()` for a service (added to the app's AppEnvironment.swarm_envs())."""
+    return EnvVariables(
+        plain={"FLOWER_PURGE_OFFLINE_WORKERS": str(int(FLOWER_PURGE_OFFLINE_WORKERS.total_seconds()))},
+        secret={"FLOWER_BASIC_AUTH": pulumi.Output.concat(user, ":", password)},
+    )
+
+
 @dataclass(frozen=True, kw_only=True)
 class FlowerArgs(CeleryArgs):
     user: str
@@ -97,7 +107,6 @@ class Flower(pulumi.ComponentResource):
         super().__init__("shia-chatbot:app:Flower", name, None, opts)
         n = args.naming
         self.container_name = n.container("flower")
-        basic_auth = secret_env("FLOWER_BASIC_AUTH", args.user, ":", args.password)
         networks = [(args.backend_network, ["flower"])]
         ports = []
         if args.publish:
@@ -114,8 +123,7 @@ class Flower(pulumi.ComponentResource):
                 slot=args.slot,
                 memory_mb=args.memory_mb,
                 command=["celery", "-A", "src.app.tasks", "flower", f"--port={FLOWER_PORT}"],
-                envs=[*args.envs, basic_auth,
-                      f"FLOWER_PURGE_OFFLINE_WORKERS={int(FLOWER_PURGE_OFFLINE_WORKERS.total_seconds())}"],
+                envs=[*args.envs, *flower_variables(args.user, args.password).envs()],
                 networks=networks,
                 ports=ports,
                 healthcheck=Healthcheck(
