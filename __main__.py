@@ -90,14 +90,16 @@ backups = Backups(naming.container("backup"), BackupsArgs(
     offsite=offsite, runtime=runtime), on_data)
 
 app_environment = AppEnvironment(cfg=cfg, naming=naming, secrets=secrets)
-app_envs, migration_envs = app_environment.envs("app"), app_environment.envs("owner")
+# The app's variables with the secret ones apart (files on a swarm); the
+# migrations get theirs on stdin, in both runtimes.
+app_env, migration_envs = app_environment.swarm_envs("app"), app_environment.envs("owner")
 
 
 def app_slot(slot: str, migrate_after: list) -> AppSlot:
     spec = cfg.slots[slot]
     return AppSlot(naming.resource(f"app-{slot}"), AppSlotArgs(
         naming=naming, slot=slot, image=spec.image, replicas=spec.replicas,
-        uvicorn_workers=cfg.uvicorn_workers, memory_mb=cfg.memory_mb["app"], envs=app_envs, migration_envs=migration_envs,
+        uvicorn_workers=cfg.uvicorn_workers, memory_mb=cfg.memory_mb["app"], env=app_env, migration_envs=migration_envs,
         frontend_network=frontend, backend_network=backend,
         runtime=runtime, probe_image=cfg.images.nginx, depends_on=[*data_services, *backups.ready],
         backup_command=backups.pre_migration_command(slot), backup_host=backups.deployed.host,
@@ -110,7 +112,7 @@ slots = {cfg.active_slot: active}
 for idle in sorted(set(cfg.slots) - {cfg.active_slot}):
     slots[idle] = app_slot(idle, migrate_after=[active.migration])
 
-celery = dict(naming=naming, slot=cfg.active_slot, image=active.image, envs=app_envs, log_level=cfg.app.log_level,
+celery = dict(naming=naming, slot=cfg.active_slot, image=active.image, env=app_env, log_level=cfg.app.log_level,
               runtime=runtime, frontend_network=frontend, backend_network=backend,
               depends_on=[*redis.ready, *postgres.ready, active.migration])
 worker = Worker(naming.resource("worker"), CeleryArgs(**celery, memory_mb=cfg.memory_mb["worker"]), on_host)

@@ -14,6 +14,7 @@ from components.app import release
 from components.host.containers import ContainerSpec, Deployed, Healthcheck, pulled_image
 from components.host.docker_host import DockerHost
 from components.host.runtime import Runtime
+from components.secrets import SwarmEnv
 from components.swarm.service import Placement
 from settings.naming import APP_PORT, Naming
 
@@ -26,7 +27,8 @@ class AppSlotArgs:
     replicas: int
     uvicorn_workers: int
     memory_mb: int
-    envs: Sequence[pulumi.Input[str]]
+    # The app's variables, the secret ones apart (Runtime.deploy: on a swarm, files).
+    env: SwarmEnv
     migration_envs: Sequence[pulumi.Input[str]]  # envs, with the database's owner role (DDL)
     frontend_network: pulumi.Input[str]  # Runtime.network's form
     backend_network: pulumi.Input[str]
@@ -84,7 +86,7 @@ class AppSlot(pulumi.ComponentResource):
                 memory_mb=args.memory_mb,
                 command=["uvicorn", "src.app.main:app", "--workers", str(args.uvicorn_workers),
                          "--host", "0.0.0.0", "--port", str(APP_PORT)],
-                envs=args.envs,
+                envs=args.env.plain,
                 networks=[(args.frontend_network, aliases), (args.backend_network, aliases)],
                 # /health touches nothing else: cheap enough every 5 s, and a
                 # create (which waits for the first probe) is that short.
@@ -103,7 +105,8 @@ class AppSlot(pulumi.ComponentResource):
             self.replicas.append(args.runtime.deploy(
                 replica(self.container_names[0], [n.slot_alias(args.slot)]),
                 Placement(role="app", replicas=args.replicas),
-                pulumi.ResourceOptions(parent=self, depends_on=[*args.depends_on, self.migration])))
+                pulumi.ResourceOptions(parent=self, depends_on=[*args.depends_on, self.migration]),
+                file_secrets=args.env.secrets, secrets_owner=None))
         # One after the other: a change that replaces them (a rotation, an app
         # setting) takes one down at a time, while nginx finds the others by the
         # slot's DNS name.
@@ -116,6 +119,7 @@ class AppSlot(pulumi.ComponentResource):
                 # is ever released to, so removing it first costs no traffic.
                 pulumi.ResourceOptions(parent=self, delete_before_replace=True,
                                        depends_on=[*args.depends_on, self.migration, *previous]),
+                file_secrets=args.env.secrets, secrets_owner=None,
             ))
         # 4. Every replica answers /health?check_services=true on nginx's network path.
         self.smoke_check = release.smoke_check(

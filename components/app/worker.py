@@ -18,7 +18,7 @@ import pulumi_docker as docker
 
 from components.host.containers import ContainerSpec, Deployed, Healthcheck
 from components.host.runtime import Runtime
-from components.secrets import secret_env
+from components.secrets import EnvVariables, SwarmEnv
 from components.swarm.service import Placement
 from settings.model import SLOT_NAMES, WORKER_CONCURRENCY
 from settings.naming import FLOWER_PORT, Naming
@@ -34,7 +34,8 @@ class CeleryArgs:
     naming: Naming
     slot: str
     image: docker.RemoteImage
-    envs: Sequence[pulumi.Input[str]]
+    # The app's variables, the secret ones apart (Runtime.deploy: on a swarm, files).
+    env: SwarmEnv
     memory_mb: int
     runtime: Runtime
     frontend_network: pulumi.Input[str]
@@ -62,7 +63,7 @@ class Worker(pulumi.ComponentResource):
                 memory_mb=args.memory_mb,
                 command=["celery", "-A", "src.app.tasks", "worker", f"--loglevel={args.log_level.lower()}",
                          f"--concurrency={WORKER_CONCURRENCY}"],
-                envs=args.envs,
+                envs=args.env.plain,
                 # frontend for egress to the LLM providers; backend for Redis/Postgres.
                 networks=[(args.backend_network, ["worker"]), (args.frontend_network, ["worker"])],
                 # Each probe starts a Python process (about half a second of CPU):
@@ -77,6 +78,7 @@ class Worker(pulumi.ComponentResource):
             ),
             Placement(role="app"),
             pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on)),
+            file_secrets=args.env.secrets, secrets_owner=None,
         )
         self.register_outputs({"container": self.deployed.container.name})
 
@@ -84,6 +86,16 @@ class Worker(pulumi.ComponentResource):
     def container(self) -> pulumi.CustomResource:
         """The docker.Container, or on a swarm the docker.Service."""
         return self.deployed.container
+
+
+def flower_variables(user: str, password: pulumi.Input[str]) -> EnvVariables:
+    """Flower's own variables, beside the app's: plain FLOWER_PURGE_OFFLINE_WORKERS
+    (seconds), secret FLOWER_BASIC_AUTH ("user:password"). `.envs()` for the
+    container, `.swarm()` for a service (added to the app's AppEnvironment.swarm_envs())."""
+    return EnvVariables(
+        plain={"FLOWER_PURGE_OFFLINE_WORKERS": str(int(FLOWER_PURGE_OFFLINE_WORKERS.total_seconds()))},
+        secret={"FLOWER_BASIC_AUTH": pulumi.Output.concat(user, ":", password)},
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -100,7 +112,7 @@ class Flower(pulumi.ComponentResource):
         super().__init__("shia-chatbot:app:Flower", name, None, opts)
         n = args.naming
         self.container_name = n.container("flower")
-        basic_auth = secret_env("FLOWER_BASIC_AUTH", args.user, ":", args.password)
+        env = args.env + flower_variables(args.user, args.password).swarm()
         networks = [(args.backend_network, ["flower"])]
         ports = []
         if args.publish:
@@ -117,8 +129,7 @@ class Flower(pulumi.ComponentResource):
                 slot=args.slot,
                 memory_mb=args.memory_mb,
                 command=["celery", "-A", "src.app.tasks", "flower", f"--port={FLOWER_PORT}"],
-                envs=[*args.envs, basic_auth,
-                      f"FLOWER_PURGE_OFFLINE_WORKERS={int(FLOWER_PURGE_OFFLINE_WORKERS.total_seconds())}"],
+                envs=env.plain,
                 networks=networks,
                 ports=ports,
                 healthcheck=Healthcheck(
@@ -133,6 +144,7 @@ class Flower(pulumi.ComponentResource):
             # know it as <env>-flower-<slot>: the same resource, replaced once.
             pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on), aliases=[
                 pulumi.Alias(name=n.slot_container("flower", slot)) for slot in SLOT_NAMES]),
+            file_secrets=env.secrets, secrets_owner=None,
         )
         self.register_outputs({"container": self.deployed.container.name})
 

@@ -77,7 +77,7 @@ class Runtime:
         return network.id if self.swarm else network.name
 
     def deploy(self, spec: ContainerSpec, placement: Placement, opts: pulumi.ResourceOptions, *,
-               file_secrets: Optional[Mapping[str, pulumi.Input[str]]] = None, secrets_owner: str = "0",
+               file_secrets: Optional[Mapping[str, pulumi.Input[str]]] = None, secrets_owner: Optional[str] = "0",
                secrets_read_at_init_only: bool = False, secret_names_relative: bool = False) -> Deployed:
         """`spec` as a hardened container on the host, or as a Swarm service
         placed by `placement` and made through the manager's provider.
@@ -85,7 +85,8 @@ class Runtime:
         file_secrets: variable -> secret value, for variables the image also
         reads as `<VARIABLE>_FILE`. On one host they are environment entries;
         on a swarm each is a Swarm secret mounted at /run/secrets/<file>, owned
-        by the uid `secrets_owner` and readable by it only, and the service gets
+        by the uid `secrets_owner` and readable by it only (None: by the
+        image's user, SecretFile.mount), and the service gets
         `<VARIABLE>_FILE` instead, so its task spec stays readable in a preview
         (one secret entry would make the SDK hide the whole of it).
         secrets_read_at_init_only: see components/swarm/secrets.py.
@@ -101,7 +102,7 @@ class Runtime:
         for variable, value in sorted(file_secrets.items()):
             file = swarm_secret(f"{spec.name}-{secret_file_name(variable)}", secret_file_name(variable), value,
                                 on_manager, read_at_init_only=secrets_read_at_init_only)
-            mounts.append(file.mount(secrets_owner, secrets_owner))
+            mounts.append(file.mount(secrets_owner))
             envs.append(f"{variable}_FILE={file.file_name if secret_names_relative else file.path}")
         service = swarm_service(
             ContainerSpec(**{**spec.__dict__, "envs": envs}), placement, spec.networks,

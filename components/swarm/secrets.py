@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import hashlib
 from dataclasses import dataclass
+from typing import Optional
 
 import pulumi
 import pulumi_docker as docker
@@ -42,11 +43,13 @@ class SecretFile:
     def path(self) -> str:
         return f"{SECRETS_DIR}/{self.file_name}"
 
-    def mount(self, uid: str = "0", gid: str = "0") -> docker.ServiceTaskSpecContainerSpecSecretArgs:
-        """The service's mount, readable by `uid` only (mode 0400)."""
+    def mount(self, uid: Optional[str] = "0") -> docker.ServiceTaskSpecContainerSpecSecretArgs:
+        """The service's mount: owned by `uid` and readable by it only (mode
+        0400), or with uid None owned by root and readable by whichever user
+        the image runs as (0444: its processes could read their environment too)."""
         return docker.ServiceTaskSpecContainerSpecSecretArgs(
             secret_id=self.secret.id, secret_name=self.secret.name, file_name=self.path,
-            file_uid=uid, file_gid=gid, file_mode=0o400)
+            file_uid=uid or "0", file_gid=uid or "0", file_mode=0o400 if uid is not None else 0o444)
 
 
 def swarm_secret(prefix: str, file_name: str, value: pulumi.Input[str], opts: pulumi.ResourceOptions, *,
