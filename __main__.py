@@ -138,8 +138,9 @@ router = Router(naming.resource("router"), RouterArgs(
 # Monitoring at the environment's level. A switch or a replica change alters
 # only `targets`, which reach the running Prometheus without replacing it.
 monitoring = Monitoring(naming.resource("monitoring"), MonitoringArgs(
-    naming=naming, host=host, settings=cfg.monitoring, images=cfg.images, memory_mb=cfg.memory_mb,
-    backend_network=networks.backend.name,
+    naming=naming, runtime=runtime, settings=cfg.monitoring, images=cfg.images, memory_mb=cfg.memory_mb,
+    backend_network=networks.backend.name, backend_network_ref=backend,
+    slot_replicas={slot: spec.replicas for slot, spec in cfg.slots.items()},
     targets=ScrapeTargets(slots={s: a.container_names for s, a in slots.items()}, active_slot=cfg.active_slot,
                           worker=worker.container_name, flower=flower.container_name),
     flower_user=naming.flower_user, flower_password=secrets["flowerPassword"],

@@ -193,11 +193,13 @@ def pulled_image(name: str, ref: str, opts: pulumi.ResourceOptions) -> docker.Re
     return docker.RemoteImage(name, name=ref, keep_locally=True, opts=opts)
 
 
-def labelled_volume(name: str, *, environment: str, service: str, opts: pulumi.ResourceOptions) -> docker.Volume:
-    """A named volume carrying the environment and service labels every volume has."""
+def labelled_volume(name: str, *, environment: str, service: str, opts: pulumi.ResourceOptions,
+                    volume_name: Optional[str] = None) -> docker.Volume:
+    """A named volume carrying the environment and service labels every volume has;
+    `volume_name` when Docker's name differs from the resource's (one per swarm node)."""
     return docker.Volume(
         name,
-        name=name,
+        name=volume_name or name,
         labels=[
             docker.VolumeLabelArgs(label=f"{LABEL_PREFIX}.environment", value=environment),
             docker.VolumeLabelArgs(label=f"{LABEL_PREFIX}.service", value=service),

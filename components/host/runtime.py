@@ -64,11 +64,13 @@ class Runtime:
             raise ValueError(f"{len(nodes)} nodes have the role {role}; node_host needs exactly one")
         return self.nodes.hosts[nodes[0]]
 
-    def node_hosts(self, role: NodeRole) -> dict[str, DockerHost]:
-        """Node name -> host for every node of `role` (on one host: {"host": the host})."""
+    def node_hosts(self, role: Optional[NodeRole]) -> dict[str, DockerHost]:
+        """Node name -> host for every node of `role`, or every node for None
+        (on one host: {"host": the host})."""
         if self.nodes is None:
             return {"host": self.host}
-        return {node: self.nodes.hosts[node] for node in self.nodes.with_role(role)}
+        names = self.nodes.with_role(role) if role else sorted(self.nodes.hosts)
+        return {node: self.nodes.hosts[node] for node in names}
 
     def network(self, network) -> pulumi.Output[str]:
         """How a container or service names `network` (a docker.Network): by
@@ -116,5 +118,5 @@ class Runtime:
         """Where a step reaches the service's task: the node of a single-node
         role, else the manager (whose own task a global service has when the
         manager has the role; per-node steps use `node_hosts`)."""
-        nodes = self.nodes.with_role(placement.role)
+        nodes = self.nodes.with_role(placement.role) if placement.role else list(self.nodes.hosts)
         return self.nodes.hosts[nodes[0]] if len(nodes) == 1 else self.host

@@ -61,10 +61,11 @@ def _seconds(duration: str) -> int:
 
 @dataclass(frozen=True, kw_only=True)
 class Placement:
-    """Where a service's tasks run: on nodes with `role`, `replicas` of them
-    spread over those nodes, or one on each such node when `replicas` is None."""
+    """Where a service's tasks run: on nodes with `role` (None: every node),
+    `replicas` of them spread over those nodes, or one on each such node when
+    `replicas` is None."""
 
-    role: NodeRole
+    role: Optional[NodeRole]
     replicas: Optional[int] = 1
     # Never two tasks at once, even during an update (stop-first): a data
     # directory must not be opened by two servers.
@@ -127,7 +128,8 @@ def swarm_service(spec: ContainerSpec, placement: Placement, networks: Sequence[
             ),
             networks_advanceds=[docker.ServiceTaskSpecNetworksAdvancedArgs(id=net, aliases=list(aliases))
                                 for net, aliases in networks],
-            placement=docker.ServiceTaskSpecPlacementArgs(constraints=[placement_constraint(placement.role)],
+            placement=docker.ServiceTaskSpecPlacementArgs(constraints=[placement_constraint(placement.role)]
+                                                          if placement.role else None,
                                                           prefs=[spread()] if replicated else None),
             resources=docker.ServiceTaskSpecResourcesArgs(
                 limits=docker.ServiceTaskSpecResourcesLimitsArgs(memory_bytes=spec.memory_mb * MIB)),

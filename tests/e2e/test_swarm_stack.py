@@ -18,7 +18,8 @@ import pytest
 
 from applier import Applier, Stack
 from docker_lab import docker
-from test_scenarios import APP_1_0, APP_1_1, LOAD_CLIENT, Load, failures, log_line, request, slots, sweep
+from test_scenarios import (APP_1_0, APP_1_1, LOAD_CLIENT, Load, failures, log_line, request, slots, sweep,
+                            wait_for)
 
 import harness
 from components.host import hardening
@@ -56,6 +57,7 @@ def swarm_config(node: str) -> dict[str, Any]:
         "runtime": "swarm", "publishFlower": False,
         "nodes": {node: {"dockerHost": "unix:///var/run/docker.sock", "roles": ["manager", "edge", "app", "data"]}},
         "slots": {"blue": {"image": APP_1_0, "replicas": 2}},
+        "monitoring": {**config.get("monitoring", {}), "level": "full+alerts"},
         # Two slots of two replicas on 2 cores; and within postgresMaxConnections.
         # All load comes from one client address: a per-client limit would answer 429.
         "app": {**config.get("app", {}), "uvicornWorkers": 2, "rateLimitPerMinute": 1_000_000},
@@ -107,7 +109,8 @@ def test_swarm_up_from_nothing_runs_every_service_placed_and_serves(swarm_stack,
     measure("swarm dev: up from nothing, wall", applied.seconds)
     found = services()
     assert set(found) == {f"{ENV}-{s}" for s in (
-        "postgres", "redis", "qdrant", "minio", "backup", "app-blue", "worker-blue", "flower", "nginx")}
+        "postgres", "redis", "qdrant", "minio", "backup", "app-blue", "worker-blue", "flower", "nginx",
+        "node-exporter")}
     running = {name: docker("service", "ps", name, "--filter", "desired-state=running", "--format",
                             "{{.CurrentState}}").stdout.split("\n")[0] for name in found}
     assert all(state.startswith("Running") for state in running.values()), running
@@ -144,6 +147,36 @@ def test_swarm_up_from_nothing_runs_every_service_placed_and_serves(swarm_stack,
     assert [str(s) for s in swarm_stack.stack.planned(swarm_stack.config)[1]] == []
 
 
+def prometheus(path: str) -> Any:
+    answer = docker("exec", f"{ENV}-prometheus", "wget", "-q", "-O", "-", f"http://localhost:9090{path}",
+                    check=False).stdout
+    return json.loads(answer)["data"] if answer else None
+
+
+def test_swarm_prometheus_finds_the_tasks_by_dns_and_watches_the_replicas(swarm_stack):
+    swarm_stack.require()
+    wanted = {"prometheus", "app", "celery", "postgres", "redis", "qdrant", "node", "alertmanager"}
+
+    def targets() -> list[dict]:
+        found = (prometheus("/api/v1/targets") or {}).get("activeTargets", [])
+        return found if {t["labels"]["job"] for t in found} == wanted and all(
+            t["health"] == "up" for t in found) else []
+
+    found = wait_for("every target found and up", targets, 90, pause=3)
+    apps = [t["labels"] for t in found if t["labels"]["job"] == "app"]
+    # One target per task of the slot's service, labelled as on one host.
+    assert len(apps) == 2 and all(a["slot"] == "blue" and a["active"] == "true" for a in apps), apps
+    assert [t["labels"]["job"] for t in found].count("node") == 1  # one node, one node-exporter task
+
+    def below_replicas() -> list[dict]:
+        return [r for g in prometheus("/api/v1/rules")["groups"] for r in g["rules"]
+                if r["name"] == "SlotTasksBelowReplicas"]
+
+    # Quiet once an evaluation has seen both tasks (the first may have seen one: pending, under its `for`).
+    wait_for("SlotTasksBelowReplicas evaluated quiet", lambda: (rules := below_replicas()) and all(
+        r["health"] == "ok" and r["state"] == "inactive" for r in rules), 60, pause=3)
+
+
 def test_swarm_release_switch_and_roll_back_under_load_lose_no_request(swarm_stack, measure):
     swarm_stack.require()
     load = Load(swarm_stack, url="http://nginx").start()
@@ -159,14 +192,16 @@ def test_swarm_release_switch_and_roll_back_under_load_lose_no_request(swarm_sta
     finally:
         records = load.stop()
     assert served_after_switch == "green"
-    # The release touched nothing live: green's service and its steps only.
-    touched = {r.name for r in release.results}
+    # The release touched nothing live: green's service, secrets and steps,
+    # and Prometheus's config (it scrapes green now).
+    touched = {r.name for r in release.results} - {f"{ENV}-prometheus-config"}
     assert touched and all("green" in name for name in touched), touched
-    # The switch: the router's switch step, the worker (named per slot) and
-    # Flower (the active slot's image); no data service, no app slot.
-    switched = {r.name for r in switch.results}
+    # The switch: the router's switch step, the worker (named per slot, with
+    # its secrets), Flower (the active slot's image) and Prometheus's config
+    # (the active label): no data service, no app slot.
+    switched = {r.name for r in switch.results if not r.name.startswith(f"{ENV}-worker-")}
     assert switched <= {f"{ENV}-router-switch-{n}" for n in swarm_stack.config["nodes"]} | {
-        f"{ENV}-worker-green", f"{ENV}-worker-blue", f"{ENV}-flower"}, switched
+        f"{ENV}-flower", f"{ENV}-prometheus-config"}, switched
     by_kind = {kind: [r for r in records if r["kind"] == kind] for kind in ("keepalive", "fresh")}
     assert all(len(v) >= 1000 for v in by_kind.values()), {k: len(v) for k, v in by_kind.items()}
     failed = failures(records)
