@@ -338,6 +338,9 @@ def swarm_service(name: str, service: str, role: str, replicas: Optional[int], e
                 "healthcheck": {"tests": ["CMD-SHELL", "true"], "interval": "5s", "retries": 3},
                 "secrets": [{"secretId": f"{f}-id", "fileName": f"/run/secrets/{f}"} for f in secrets_],
             },
+            "resources": {"limits": {"memoryBytes": 512 * 1024 * 1024}},
+            "restartPolicy": {"condition": "any"},
+            "logDriver": {"name": "json-file", "options": {"max-size": "10m", "max-file": "5"}},
             "placement": {"constraints": [f"node.labels.org.shia-chatbot.role.{role}==true"],
                           **({"prefs": ["node.labels.org.shia-chatbot.node"]} if replicas else {})},
         },
@@ -350,7 +353,8 @@ def swarm_plan() -> dict[str, Res]:
     """A prod swarm's services: an app slot, PostgreSQL with its password as a file, nginx on the edge."""
     services = [
         swarm_service(f"{ENV}-app-blue", "app", "app", 2,
-                      {"ENVIRONMENT": ENV, "DATABASE_URL_FILE": "/run/secrets/database-url"}, ("database-url",)),
+                      {**dict(e.split("=", 1) for e in app_envs() if isinstance(e, str)),
+                       "DATABASE_URL_FILE": "/run/secrets/database-url"}, ("database-url",)),
         swarm_service(f"{ENV}-postgres", "postgres", "data", 1,
                       {"POSTGRES_USER": f"{ENV}_shia_chatbot", "POSTGRES_PASSWORD_FILE": "/run/secrets/postgres-password"},
                       ("postgres-password",)),

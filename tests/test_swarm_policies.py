@@ -81,3 +81,23 @@ def test_one_changed_property_fails_its_rule(rule, change, settings, expected):
 
 def test_every_swarm_rule_has_a_failing_case():
     assert {case[0] for case in CASES} == {r.name for r in RULES}
+
+
+# The container rules judge a service's tasks too (policies/shia_policies/resources.py
+# service_as_container): the same change to a service fails the same rule.
+CONTAINER_RULE_CASES = [
+    ("debug-disabled", task(APP, env={"ENVIRONMENT": "prod", "DEBUG": "true"}), "DEBUG"),
+    ("capabilities-dropped", task(APP, capDrops=[]), "capabilities.drops lacks ALL"),
+    ("read-only-root", task(APP, readOnly=False), "readOnly is not true"),
+    ("healthcheck-and-restart", task(APP, healthcheck={"tests": ["NONE"]}), "no healthcheck"),
+    ("service-authentication", task(POSTGRES, env={"POSTGRES_HOST_AUTH_METHOD": "trust"}), "trust"),
+]
+
+
+@pytest.mark.parametrize("rule, change, expected", CONTAINER_RULE_CASES, ids=[c[0] for c in CONTAINER_RULE_CASES])
+def test_a_container_rule_judges_a_service_s_tasks(rule, change, expected):
+    assert evaluate(rule, swarm_plan(), settings=SETTINGS).violations == []
+    plan = swarm_plan()
+    change(plan)
+    violations = evaluate(rule, plan, settings=SETTINGS).violations
+    assert any(expected in v for v in violations), violations

@@ -80,7 +80,8 @@ class Runtime:
 
     def deploy(self, spec: ContainerSpec, placement: Placement, opts: pulumi.ResourceOptions, *,
                file_secrets: Optional[Mapping[str, pulumi.Input[str]]] = None, secrets_owner: Optional[str] = "0",
-               secrets_read_at_init_only: bool = False, secret_names_relative: bool = False) -> Deployed:
+               secrets_read_at_init_only: bool = False, secret_names_relative: bool = False,
+               mounted_secrets: Optional[Mapping[str, pulumi.Input[str]]] = None) -> Deployed:
         """`spec` as a hardened container on the host, or as a Swarm service
         placed by `placement` and made through the manager's provider.
 
@@ -93,9 +94,15 @@ class Runtime:
         (one secret entry would make the SDK hide the whole of it).
         secrets_read_at_init_only: see components/swarm/secrets.py.
         secret_names_relative: `<VARIABLE>_FILE` is the file's name under
-        /run/secrets, for images that read it so (MinIO's `readFromSecret`)."""
+        /run/secrets, for images that read it so (MinIO's `readFromSecret`).
+        mounted_secrets: absolute path -> content, Swarm secrets mounted where
+        the image reads a file of its own (a config file holding a key); a
+        swarm only (ValueError on one host, where the component passes env)."""
         file_secrets = dict(file_secrets or {})
+        mounted_secrets = dict(mounted_secrets or {})
         if self.nodes is None:
+            if mounted_secrets:
+                raise ValueError(f"{spec.name}: mounted_secrets need a swarm")
             with_secrets = ContainerSpec(**{**spec.__dict__, "envs": [
                 *spec.envs, *(secret_env(k, v) for k, v in sorted(file_secrets.items()))]})
             return hardened_container(with_secrets, opts)
@@ -106,6 +113,10 @@ class Runtime:
                                 on_manager, read_at_init_only=secrets_read_at_init_only)
             mounts.append(file.mount(secrets_owner))
             envs.append(f"{variable}_FILE={file.file_name if secret_names_relative else file.path}")
+        for path, value in sorted(mounted_secrets.items()):
+            file = swarm_secret(f"{spec.name}-{secret_file_name(path.strip('/').replace('/', '-').replace('.', '-'))}",
+                                path, value, on_manager)
+            mounts.append(file.mount(secrets_owner))
         service = swarm_service(
             ContainerSpec(**{**spec.__dict__, "envs": envs}), placement, spec.networks,
             # Placed by the nodes' labels: made once they are set.

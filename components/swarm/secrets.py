@@ -37,11 +37,11 @@ class SecretFile:
     """A Swarm secret and where a service reads it."""
 
     secret: docker.Secret
-    file_name: str  # under SECRETS_DIR
+    file_name: str  # under SECRETS_DIR, or an absolute path (Docker 20.10 mounts a secret anywhere)
 
     @property
     def path(self) -> str:
-        return f"{SECRETS_DIR}/{self.file_name}"
+        return self.file_name if self.file_name.startswith("/") else f"{SECRETS_DIR}/{self.file_name}"
 
     def mount(self, uid: Optional[str] = "0") -> docker.ServiceTaskSpecContainerSpecSecretArgs:
         """The service's mount: owned by `uid` and readable by it only (mode

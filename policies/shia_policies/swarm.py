@@ -27,6 +27,8 @@ _ROLE_LABEL = "node.labels.org.shia-chatbot.role.{}==true"
 _SPREAD = "node.labels.org.shia-chatbot.node"
 # Images whose entrypoint reads <NAME>_FILE for these variables (docker-library
 # postgres docker-entrypoint.sh file_env; MinIO's docker-entrypoint.sh).
+# Named like a secret, but not one: the app's MinIO user name (docs/app-image.md).
+NOT_SECRET = frozenset({"MINIO_ACCESS_KEY"})
 FILE_VARIABLES: dict[str, tuple[str, ...]] = {
     "postgres": ("POSTGRES_PASSWORD",),
     "minio": ("MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD"),
@@ -81,8 +83,13 @@ class SwarmService:
 
     @cached_property
     def secret_files(self) -> set[str]:
-        return {SECRETS_DIR + (s.get("fileName") or "").lstrip("/").removeprefix("run/secrets/")
-                for s in self.container.get("secrets") or []}
+        """Where its Swarm secrets are mounted, as absolute paths."""
+        return {_absolute(s.get("fileName") or "") for s in self.container.get("secrets") or []}
+
+
+def _absolute(path: str) -> str:
+    """A secret's path: relative ones are under /run/secrets (Docker's, and MinIO's *_FILE)."""
+    return path if path.startswith("/") else SECRETS_DIR + path
 
 
 def services(args: StackValidationArgs) -> list[tuple[Any, SwarmService]]:
@@ -154,10 +161,12 @@ def secrets_as_files(c: Check, args: StackValidationArgs, report: ReportViolatio
                        "mount a Swarm secret and set that instead (`docker service inspect` shows the "
                        "environment to anyone who can reach a manager).", resource.urn)
             path = service.env.get(f"{variable}_FILE")
-            if path is not None and path not in service.secret_files:
+            if path is not None and _absolute(path) not in service.secret_files:
                 report(f"{service.name}: {variable}_FILE={path} is not a Swarm secret mounted in the service.",
                        resource.urn)
         for name, value in service.env.items():
+            if name.endswith("_FILE") and _absolute(value) in service.secret_files or name in NOT_SECRET:
+                continue
             if service.service not in FILE_VARIABLES and any(True for _ in _secret_values(name, value)):
                 report(f"{service.name} gets the secret {name} in its environment; pass it as a Swarm secret "
                        f"({name}_FILE) so `pulumi preview` and `docker service inspect` show no secret.",
