@@ -37,6 +37,7 @@ CONDITIONS: dict[str, tuple[str, str, str]] = {
               "node, exactly one data node",) * 2 + (
               "**required** with `runtime` `swarm`: as in stage, and at least two app nodes",),
     "nodes.<name>.hostKey": ("required for `ssh://`",) * 3,
+    "publishFlower": ("`true`; `false` with `runtime` `swarm`", "`false`", "`false`"),
     "domain": ("— (required with `tls.enabled`)", "**required**", "**required**"),
     # settings/load.py: off-site copies in S3 must page someone.
     "monitoring.alertEmail": ("—",) + ("**required** with `backups.offsite` `s3`, unless the secret "

@@ -83,6 +83,15 @@ def test_nodes_are_required_with_the_swarm_runtime_as_the_reference_says():
     assert reference.CONDITIONS["nodes.<name>.hostKey"] == reference.CONDITIONS["dockerHostKey"]
 
 
+def test_flower_cannot_be_published_on_a_swarm_as_the_reference_says():
+    assert "`false` with `runtime` `swarm`" in reference.CONDITIONS["publishFlower"][0]
+    host, key = _stage()["dockerHost"], _stage()["dockerHostKey"]
+    nodes = {"m1": {"dockerHost": host, "hostKey": key, "roles": ["manager", "edge", "data", "app"]}}
+    parse(_stage(runtime="swarm", nodes=nodes), "stage")
+    assert "shia-chatbot:publishFlower = true binds Flower to 127.0.0.1" in _refused(
+        _stage(runtime="swarm", nodes=nodes, publishFlower=True), "stage")
+
+
 def test_smtp_keys_are_required_only_once_smtp_is_set():
     rows = {line.split("|")[1].strip(): line for line in reference.render().splitlines()[2:]}
     assert "required in `smtp`" in rows["`smtp.host`"] and "**required**" not in rows["`smtp.host`"]
