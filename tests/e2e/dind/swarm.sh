@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# probe.sh - build a Docker-in-Docker node image from host binaries and form a
+# swarm.sh (was probe.sh) - build a Docker-in-Docker node image from host binaries and form a
 # 3-node Docker Swarm (dind-m1 manager, dind-a1/dind-a2 workers) on the host
 # daemon WITHOUT putting the host daemon into swarm mode. Works offline.
 #
@@ -9,8 +9,14 @@
 #   probe.sh status  show nodes / services
 #   probe.sh drill   deploy test service and run the node-loss drill (prints timings)
 #                    DRILL_MODE=pause|stop|kill|partition (default pause)
+#   probe.sh load NODE IMAGE...   copy host images into one node's daemon
+#                    (one `docker save` per call; skips images already there)
 #   probe.sh down    remove every dind-* container/network/volume made here
 #                    (keeps the image; `probe.sh down --image` removes it too)
+#
+# Each inner dockerd also listens on a socket the host can reach,
+# $SOCK_DIR/<node>/docker.sock (default /run/dind-sock/dind-m1/docker.sock):
+# DOCKER_HOST=unix://$SOCK_DIR/dind-m1/docker.sock docker node ls
 #
 # Env knobs: BASE_IMAGE (default shia-e2e/debian-base:bookworm),
 #   IMAGE (dind-node:probe), STORAGE_DRIVER (overlay2|vfs, default overlay2),
@@ -27,6 +33,7 @@ NODES=(dind-m1 dind-a1 dind-a2)
 STORAGE_DRIVER=${STORAGE_DRIVER:-overlay2}
 INNER_IPTABLES=${INNER_IPTABLES:-true}
 LOAD_IMAGES=${LOAD_IMAGES-"alpine:3.20.3 nginx:1.27.2-alpine"}
+SOCK_DIR=${SOCK_DIR:-/run/dind-sock}
 # `--privileged` FAILS on this host: the host dockerd's capability bounding set
 # lacks CAP_SYS_RESOURCE (CapBnd 000001fffeffffff), so runc errors with
 # "unable to apply caps: operation not permitted", and with --privileged
@@ -43,7 +50,7 @@ else
     --cgroupns private)
 fi
 
-die() { echo "probe.sh: ERROR: $*" >&2; exit 1; }
+die() { echo "swarm.sh: ERROR: $*" >&2; exit 1; }
 log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
 now() { date +%s.%N; }
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN{printf "%.1f", b-a}'; }
@@ -127,14 +134,15 @@ cmd_up() {
   docker info --format '{{.Swarm.LocalNodeState}}' >/dev/null || die "host docker daemon not reachable"
   if ! docker image inspect "$IMAGE" >/dev/null 2>&1; then cmd_build; fi
   docker network inspect "$NET" >/dev/null 2>&1 || docker network create "$NET" >/dev/null
-  local n args=(--storage-driver="$STORAGE_DRIVER")
+  local n args=(--storage-driver="$STORAGE_DRIVER" --host=unix:///dind-sock/docker.sock)
   [ "$INNER_IPTABLES" = false ] && args+=(--iptables=false)
   t=$(now)
   for n in "${NODES[@]}"; do
     if [ "$(docker inspect -f '{{.State.Running}}' "$n" 2>/dev/null)" != true ]; then
       docker rm -f "$n" >/dev/null 2>&1 || true
+      mkdir -p "$SOCK_DIR/$n"
       docker run -d "${NODE_SEC_ARGS[@]}" --name "$n" --hostname "$n" --network "$NET" \
-        -v "$n-data:/var/lib/docker" "$IMAGE" "${args[@]}" >/dev/null
+        -v "$n-data:/var/lib/docker" -v "$SOCK_DIR/$n:/dind-sock" "$IMAGE" "${args[@]}" >/dev/null
     fi
   done
   for n in "${NODES[@]}"; do wait_inner_daemon "$n"; done
@@ -171,6 +179,20 @@ cmd_up() {
   [ "$ready" = 3 ] || { in_node dind-m1 node ls >&2; die "expected 3 Ready nodes, got $ready"; }
   log "swarm formed (init+join+labels) in $(since "$t")s; total up $(since "$T0")s"
   in_node dind-m1 node ls
+}
+
+# Copy host images into one node's inner daemon: one `docker save` of the ones it lacks.
+cmd_load() {
+  local n=${1:-}; shift || true
+  [ -n "$n" ] && [ $# -gt 0 ] || die "usage: load NODE IMAGE..."
+  local img want=() t; t=$(now)
+  for img in "$@"; do
+    docker image inspect "$img" >/dev/null 2>&1 || die "image $img not present on host"
+    docker exec "$n" docker image inspect "$img" >/dev/null 2>&1 || want+=("$img")
+  done
+  [ ${#want[@]} -gt 0 ] || { log "$n: images already there"; return 0; }
+  docker save "${want[@]}" | docker exec -i "$n" docker load -q >/dev/null || die "image load into $n failed"
+  log "$n: loaded ${want[*]} in $(since "$t")s"
 }
 
 cmd_status() {
@@ -264,6 +286,8 @@ cmd_down() {
     docker volume rm "$n-data" >/dev/null 2>&1 || true
   done
   docker network rm "$NET" >/dev/null 2>&1 || true
+  for n in "${NODES[@]}"; do rm -rf "${SOCK_DIR:?}/$n"; done
+  rmdir "$SOCK_DIR" 2>/dev/null || true
   [ "${1:-}" = --image ] && { docker image rm "$IMAGE" >/dev/null 2>&1 || true; }
   # verify nothing left
   local left; left=$(docker ps -a --filter name='^dind-' -q; docker network ls --filter name='^dind-' -q; docker volume ls --filter name='^dind-' -q)
@@ -276,6 +300,7 @@ case "${1:-}" in
   up) cmd_up ;;
   status) cmd_status ;;
   drill) cmd_drill ;;
+  load) shift; cmd_load "$@" ;;
   down) shift; cmd_down "${1:-}" ;;
-  *) echo "usage: $0 build|up|status|drill|down [--image]" >&2; exit 2 ;;
+  *) echo "usage: $0 build|up|status|drill|load NODE IMAGE...|down [--image]" >&2; exit 2 ;;
 esac
