@@ -8,11 +8,13 @@ swarm in tests/e2e/test_swarm_stack.py.
 from __future__ import annotations
 
 import copy
+import json
 
 import pytest
 
 import harness
 from policy_gate import render, run_gate
+from swarm_fixtures import SECRET_SIG
 from test_config_validation import PROD, node, with_
 
 SERVICE = "docker:index/service:Service"
@@ -151,6 +153,13 @@ def test_the_app_s_secrets_are_swarm_secret_files_and_its_task_spec_stays_readab
     secrets = [r for r in run.of_type("docker:index/secret:Secret") if r.name == "prod-app-blue-database-url"]
     assert len(secrets) == 1 and secrets[0].plain("name").startswith("prod-app-blue-database-url-")
     assert harness.is_secret(secrets[0].inputs["data"])
+
+
+def test_no_service_carries_a_secret_in_its_inputs(run):
+    """Not the task spec, nor anything in it (the pgBackRest key pair in PostgreSQL's
+    environment, say): a preview shows every service whole."""
+    for s in run.of_type(SERVICE):
+        assert SECRET_SIG not in json.dumps(s.inputs), s.name
 
 
 def test_one_host_stacks_have_no_swarm_resource():

@@ -38,6 +38,11 @@ class PostgresArgs(DataServiceArgs):
 class Postgres(DataService):
     def __init__(self, name: str, args: PostgresArgs, opts: Optional[pulumi.ResourceOptions] = None):
         naming = args.naming
+        swarm = args.runtime.swarm
+        archive_secrets = args.archive.secret_variables()
+        # pgBackRest reads no <VAR>_FILE: on a swarm the server's environment
+        # gets the key pair from the secret files, for archive_command.
+        from_files = "".join(f'export {v}="$(cat "${v}_FILE")" && ' for v in archive_secrets) if swarm else ""
         spec = DataServiceSpec(
             service="postgres",
             data_path=DATA_PATH,
@@ -45,10 +50,12 @@ class Postgres(DataService):
             envs=[
                 f"POSTGRES_USER={naming.database_user}",
                 f"POSTGRES_DB={naming.database}",
-                *args.archive.envs(),
+                *(args.archive.plain_envs() if swarm else args.archive.envs()),
             ],
-            # Read by the entrypoint as root, before it drops to postgres.
-            file_secrets={"POSTGRES_PASSWORD": args.password},
+            # Read by the entrypoint as root, before it drops to postgres; on a
+            # swarm the off-site key pair too, exported by the command below.
+            file_secrets={"POSTGRES_PASSWORD": args.password, **(archive_secrets if swarm else {})},
+            secrets_read_at_init_only=("POSTGRES_PASSWORD",),
             volumes=[
                 docker.ContainerVolumeArgs(volume_name=args.archive.repository.name, container_path=REPOSITORY_PATH),
                 docker.ContainerVolumeArgs(volume_name=args.archive.socket_volume.name, container_path=SOCKET_PATH),
@@ -62,7 +69,7 @@ class Postgres(DataService):
             # image's entrypoint, which runs the server as postgres.
             command=[
                 "sh", "-c",
-                f"{MEMORY_LIMIT_MB} && exec docker-entrypoint.sh postgres"
+                f"{MEMORY_LIMIT_MB} && {from_files}exec docker-entrypoint.sh postgres"
                 f" -c max_connections={args.max_connections}"
                 ' -c shared_buffers="$((limit_mb / 4))MB"'
                 " -c checkpoint_completion_target=0.9 -c random_page_cost=1.1"

@@ -41,6 +41,8 @@ class DataServiceSpec:
     # directory: a later change of it (a rotated password) must not replace the
     # running service, and is applied by a step instead.
     env_read_at_init_only: bool = False
+    # Of `file_secrets`, those read only at init (on a swarm they keep their first value).
+    secrets_read_at_init_only: Sequence[str] = ()
     # Build the image from this folder (relative to the project; its Dockerfile
     # takes DataServiceArgs.image as the build arg BASE_IMAGE) instead of pulling it.
     build_context: Optional[str] = None
@@ -53,6 +55,8 @@ class DataServiceSpec:
     file_secrets: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
     secrets_owner: str = "0"
     secret_names_relative: bool = False
+    # Swarm secrets at paths the image reads itself (Runtime.deploy mounted_secrets): a swarm only.
+    mounted_secrets: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
 
 
 class DataService(pulumi.ComponentResource):
@@ -96,7 +100,8 @@ class DataService(pulumi.ComponentResource):
             pulumi.ResourceOptions(parent=self, delete_before_replace=True,
                                    ignore_changes=["envs"] if spec.env_read_at_init_only else None),
             file_secrets=spec.file_secrets, secrets_owner=spec.secrets_owner,
-            secrets_read_at_init_only=spec.env_read_at_init_only, secret_names_relative=spec.secret_names_relative,
+            secrets_read_at_init_only=spec.secrets_read_at_init_only, secret_names_relative=spec.secret_names_relative,
+            mounted_secrets=spec.mounted_secrets,
         )
         self._extend(args)
         self.register_outputs(self._outputs())

@@ -12,7 +12,7 @@ it) asks the Deployed it got back where to run (`host`) and what to name
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping, Optional
+from typing import Collection, Mapping, Optional
 
 import pulumi
 
@@ -80,7 +80,7 @@ class Runtime:
 
     def deploy(self, spec: ContainerSpec, placement: Placement, opts: pulumi.ResourceOptions, *,
                file_secrets: Optional[Mapping[str, pulumi.Input[str]]] = None, secrets_owner: Optional[str] = "0",
-               secrets_read_at_init_only: bool = False, secret_names_relative: bool = False,
+               secrets_read_at_init_only: Collection[str] = (), secret_names_relative: bool = False,
                mounted_secrets: Optional[Mapping[str, pulumi.Input[str]]] = None) -> Deployed:
         """`spec` as a hardened container on the host, or as a Swarm service
         placed by `placement` and made through the manager's provider.
@@ -92,7 +92,8 @@ class Runtime:
         image's user, SecretFile.mount), and the service gets
         `<VARIABLE>_FILE` instead, so its task spec stays readable in a preview
         (one secret entry would make the SDK hide the whole of it).
-        secrets_read_at_init_only: see components/swarm/secrets.py.
+        secrets_read_at_init_only: the variables among `file_secrets` the image
+        reads only to initialise (components/swarm/secrets.py).
         secret_names_relative: `<VARIABLE>_FILE` is the file's name under
         /run/secrets, for images that read it so (MinIO's `readFromSecret`).
         mounted_secrets: absolute path -> content, Swarm secrets mounted where
@@ -110,7 +111,7 @@ class Runtime:
         mounts, envs = [], list(spec.envs)
         for variable, value in sorted(file_secrets.items()):
             file = swarm_secret(f"{spec.name}-{secret_file_name(variable)}", secret_file_name(variable), value,
-                                on_manager, read_at_init_only=secrets_read_at_init_only)
+                                on_manager, read_at_init_only=variable in secrets_read_at_init_only)
             mounts.append(file.mount(secrets_owner))
             envs.append(f"{variable}_FILE={file.file_name if secret_names_relative else file.path}")
         for path, value in sorted(mounted_secrets.items()):
