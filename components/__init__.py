@@ -12,4 +12,6 @@ Each folder is one concern and holds its components, templates and scripts:
     router/      nginx, its rendered config and the step that applies it
     backups/     the backup job's container, its image, the off-site copy
     monitoring/  Prometheus, exporters, alert rules, Alertmanager
+    swarm/       runtime swarm: node role labels, a container's settings as a
+                 Swarm service, Swarm secrets (docs/swarm.md)
 """

@@ -70,6 +70,51 @@ def secret_env(name: str, *value: pulumi.Input[str]) -> pulumi.Output[str]:
     return pulumi.Output.secret(pulumi.Output.concat(f"{name}=", *value))
 
 
+@dataclass(frozen=True)
+class SwarmEnv:
+    """An environment as a Swarm service takes it: no secret in it, since one
+    secret entry makes the SDK mark the service's whole `taskSpec` secret
+    (docs/swarm.md). The caller makes one Swarm secret per `secrets` entry and
+    adds `NAME_FILE=/run/secrets/<file>` to `plain` (docs/app-image.md).
+
+    plain: ["NAME=value", ...], none of them secret;
+    secrets: {"NAME": the value, a secret Output}."""
+
+    plain: list[str]
+    secrets: dict[str, pulumi.Output[str]]
+
+    def __add__(self, other: SwarmEnv) -> SwarmEnv:
+        """Both environments, `other`'s entries after; a name in both raises ValueError."""
+        names = [e.split("=", 1)[0] for e in [*self.plain, *other.plain]] + [*self.secrets, *other.secrets]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"set twice: {', '.join(twice)}")
+        return SwarmEnv([*self.plain, *other.plain], {**self.secrets, **other.secrets})
+
+
+@dataclass(frozen=True)
+class EnvVariables:
+    """A container's variables by name, the secret ones apart: one source for
+    the Docker runtime's `envs` and Swarm's split.
+
+    plain: {"NAME": value}, never secret; secret: {"NAME": value}, kept secret."""
+
+    plain: dict[str, str]
+    secret: dict[str, pulumi.Input[str]]
+
+    def envs(self) -> list[pulumi.Input[str]]:
+        """A container's `envs`: the plain "NAME=value" entries, then the secret
+        ones as secret Outputs, each part sorted by name."""
+        return self._plain_entries() + [secret_env(k, v) for k, v in sorted(self.secret.items())]
+
+    def swarm(self) -> SwarmEnv:
+        """The same variables split for Swarm, each part sorted by name."""
+        return SwarmEnv(self._plain_entries(), {k: pulumi.Output.secret(v) for k, v in sorted(self.secret.items())})
+
+    def _plain_entries(self) -> list[str]:
+        return [f"{k}={v}" for k, v in sorted(self.plain.items())]
+
+
 def ssh_private_key() -> Optional[pulumi.Output[str]]:
     """The key for ssh:// docker hosts, if set (else the SSH agent is used)."""
     return pulumi.Config(PROJECT).get_secret("sshPrivateKey")

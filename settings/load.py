@@ -255,19 +255,7 @@ def _check_relations(cfg: StackConfig, stack: str, secrets: Collection[str] = ()
             f"{_key('activeSlot')} = {json.dumps(cfg.active_slot)}: the active slot must be one of "
             f"the deployed slots ({', '.join(sorted(cfg.slots))}); add it under {_key('slots')}"
         )
-    host = cfg.docker_host
-    host_problem = _docker_host_problem(host, env)
-    if host_problem:
-        problems.append(f"{_key('dockerHost')} = {json.dumps(host)}: {host_problem}")
-    elif host.startswith("ssh://"):
-        if not cfg.docker_host_key:
-            problems.append(
-                f"{_key('dockerHostKey')} is required for an ssh:// dockerHost: the SSH steps send secrets "
-                f"and must verify the host; get it with `ssh-keyscan -t ed25519 {ssh_parts(host)['host']}`")
-        elif not _HOST_KEY.fullmatch(cfg.docker_host_key):
-            problems.append(
-                f"{_key('dockerHostKey')} = {json.dumps(cfg.docker_host_key)}: expected '<type> <base64>', "
-                "type ssh-ed25519, ecdsa-sha2-nistp256/384/521 or ssh-rsa")
+    problems += _ssh_host_problems("dockerHost", cfg.docker_host, cfg.docker_host_key, "dockerHostKey", env)
     if (cfg.tls.enabled or env != "dev") and not cfg.domain:
         problems.append(f"{_key('domain')} is required in {env} (the public host name nginx serves)")
     budget = cfg.connection_budget()
@@ -290,6 +278,7 @@ def _check_relations(cfg: StackConfig, stack: str, secrets: Collection[str] = ()
             f"are sent through {_key('smtp')}; set smtp.host, smtp.user and smtp.fromEmail"
         )
     problems += _offsite_alerting(cfg, secrets)
+    problems += _swarm_nodes(cfg)
     for name in cfg.rotation:
         if name in NOT_ROTATED:
             problems.append(
@@ -308,6 +297,78 @@ def _check_relations(cfg: StackConfig, stack: str, secrets: Collection[str] = ()
             f"{_key('registryPassword')} is set without {_key('registry')}: set registry.server and "
             "registry.username too, or remove the password")
     return problems + _environment_rules(cfg)
+
+
+# Prod keeps serving with one app node lost.
+MIN_APP_NODES = {"dev": 1, "stage": 1, "prod": 2}
+
+
+def _ssh_host_problems(key: str, host: str, host_key: Optional[str], key_key: str, env: str) -> list[str]:
+    """dockerHost and its host key, for the stack's host or a node's."""
+    problem = _docker_host_problem(host, env)
+    if problem:
+        return [f"{_key(key)} = {json.dumps(host)}: {problem}"]
+    if not host.startswith("ssh://"):
+        return []
+    if not host_key:
+        return [f"{_key(key_key)} is required for an ssh:// dockerHost: the SSH steps send secrets "
+                f"and must verify the host; get it with `ssh-keyscan -t ed25519 {ssh_parts(host)['host']}`"]
+    if not _HOST_KEY.fullmatch(host_key):
+        return [f"{_key(key_key)} = {json.dumps(host_key)}: expected '<type> <base64>', "
+                "type ssh-ed25519, ecdsa-sha2-nistp256/384/521 or ssh-rsa"]
+    return []
+
+
+def _swarm_nodes(cfg: StackConfig) -> list[str]:
+    """runtime swarm: the nodes' roles add up to a swarm that keeps its quorum
+    and has somewhere to run everything; runtime docker: no nodes."""
+    if cfg.runtime == "docker":
+        if cfg.nodes:
+            return [f"{_key('nodes')} is set but {_key('runtime')} = \"docker\" (one host, {_key('dockerHost')}): "
+                    f"set {_key('runtime')} to \"swarm\" to use the nodes, or remove them"]
+        return []
+    if not cfg.nodes:
+        return [f"{_key('nodes')} is required with {_key('runtime')} = \"swarm\": a map from each node's "
+                "hostname to {dockerHost, hostKey, roles}, roles from manager, edge, app, data"]
+    problems: list[str] = []
+    for name, node in cfg.nodes.items():
+        problems += _ssh_host_problems(f"nodes.{name}.dockerHost", node.docker_host, node.host_key,
+                                       f"nodes.{name}.hostKey", cfg.environment)
+    having = {role: sorted(n for n, node in cfg.nodes.items() if role in node.roles)
+              for role in ("manager", "edge", "app", "data")}
+    managers = len(having["manager"])
+    if managers % 2 == 0:
+        problems.append(
+            f"{_key('nodes')}: {managers} managers ({', '.join(having['manager']) or 'none'}); Swarm needs an odd "
+            "number (1, 3, 5): a majority of them must agree, and an even number tolerates no more lost "
+            "managers than one fewer")
+    for role in ("edge", "app", "data"):
+        if not having[role]:
+            problems.append(f"{_key('nodes')}: no node has the role {role}; allowed roles: manager, edge, app, data")
+    if len(having["data"]) > 1:
+        problems.append(
+            f"{_key('nodes')}: {len(having['data'])} data nodes ({', '.join(having['data'])}); exactly one: the data "
+            "services' volumes are local to a node, so each service is pinned to the one data node")
+    needed = MIN_APP_NODES[cfg.environment]
+    if having["app"] and len(having["app"]) < needed:
+        problems.append(
+            f"{_key('nodes')}: {len(having['app'])} app node(s) ({', '.join(having['app'])}); {cfg.environment} needs "
+            f"at least {needed}, so losing one leaves the slots running")
+    if cfg.publish_flower:
+        problems.append(f"{_key('publishFlower')} = true binds Flower to 127.0.0.1, which a Swarm service cannot "
+                        f"(its ports listen on every address): set {_key('publishFlower')} to false with "
+                        f"{_key('runtime')} = \"swarm\"")
+    hosts = [node.docker_host for node in cfg.nodes.values()]
+    repeated = sorted({h for h in hosts if hosts.count(h) > 1})
+    if repeated and not cfg.environment == "dev":
+        problems.append(f"{_key('nodes')}: {', '.join(repeated)} is the dockerHost of several nodes; each node is "
+                        "its own machine")
+    manager_hosts = {cfg.nodes[n].docker_host for n in having["manager"]}
+    if manager_hosts and cfg.docker_host not in manager_hosts:
+        problems.append(
+            f"{_key('dockerHost')} = {json.dumps(cfg.docker_host)}: with {_key('runtime')} = \"swarm\" it must be a "
+            f"manager's dockerHost ({', '.join(sorted(manager_hosts))}): services are created through a manager")
+    return problems
 
 
 def _offsite_alerting(cfg: StackConfig, secrets: Collection[str]) -> list[str]:

@@ -23,6 +23,9 @@ LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 BackupSchedule = Literal["none", "daily", "hourly+daily"]
 OffsiteKind = Literal["minio", "s3"]
 MonitoringLevel = Literal["basic", "full", "full+alerts"]
+# `docker`: the stack's one Docker host; `swarm`: a Docker Swarm of `nodes`.
+Runtime = Literal["docker", "swarm"]
+NodeRole = Literal["manager", "edge", "app", "data"]
 Service = Literal[
     "app", "worker", "flower", "postgres", "redis", "qdrant", "minio", "nginx",
     # Monitoring, from level full (alertmanager: full+alerts only).
@@ -160,6 +163,25 @@ class RegistryConfig(_Model):
     username: RegistryLogin
 
 
+class NodeConfig(_Model):
+    """A Swarm node, keyed in `nodes` by its hostname as `docker node ls` shows it."""
+
+    # How the SSH steps reach the node's daemon (checked like dockerHost).
+    docker_host: str
+    # The node's SSH host key (`ssh-keyscan -t ed25519 <host>`), for ssh:// hosts.
+    host_key: Optional[str] = None
+    # What runs there, as node labels the placement constraints read.
+    roles: list[NodeRole] = Field(min_length=1)
+
+    @field_validator("roles")
+    @classmethod
+    def _roles_once(cls, v: list[str]) -> list[str]:
+        repeated = sorted({role for role in v if v.count(role) > 1})
+        if repeated:
+            raise ValueError(f"{', '.join(repeated)} listed more than once")
+        return v
+
+
 class StackConfig(_Model):
     environment: Environment
     docker_host: str
@@ -190,6 +212,9 @@ class StackConfig(_Model):
     registry: Optional[RegistryConfig] = None
     # Bump a value to regenerate that secret (RandomPassword keepers).
     rotation: dict[str, int] = Field(default_factory=dict)
+    runtime: Runtime = "docker"
+    # runtime swarm: the swarm's nodes (settings/load.py checks the roles add up).
+    nodes: dict[HostName, NodeConfig] = Field(default_factory=dict)
 
     @field_validator("memory_mb")
     @classmethod

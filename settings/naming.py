@@ -31,6 +31,16 @@ class Naming:
         slot is created beside the live one, never in its place."""
         return f"{self.env}-app-{slot}-{index}"
 
+    def app_service(self, slot: str) -> str:
+        """runtime swarm: the one service that runs a slot's `replicas` tasks."""
+        return f"{self.env}-app-{slot}"
+
+    @staticmethod
+    def tasks(service: str) -> str:
+        """runtime swarm: the DNS name Swarm answers with one A record per running
+        task of `service`, whatever its endpoint mode."""
+        return f"tasks.{service}"
+
     @staticmethod
     def slot_alias(slot: str) -> str:
         return f"{SLOT_ALIAS_PREFIX}{slot}"

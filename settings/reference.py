@@ -29,10 +29,15 @@ ENVS = ("dev", "stage", "prod")
 # key -> the cell for dev, stage, prod. tests/test_docs.py proves each claim
 # against the loader.
 # How an entry of a map of objects is written in the table.
-MAP_ENTRY = {"slots": "<slot>"}
+MAP_ENTRY = {"slots": "<slot>", "nodes": "<name>"}
 
 CONDITIONS: dict[str, tuple[str, str, str]] = {
     "dockerHostKey": ("required for `ssh://`",) * 3,
+    "nodes": ("**required** with `runtime` `swarm`: an odd number of managers, at least one edge and one app "
+              "node, exactly one data node",) * 2 + (
+              "**required** with `runtime` `swarm`: as in stage, and at least two app nodes",),
+    "nodes.<name>.hostKey": ("required for `ssh://`",) * 3,
+    "publishFlower": ("`true`; `false` with `runtime` `swarm`", "`false`", "`false`"),
     "domain": ("— (required with `tls.enabled`)", "**required**", "**required**"),
     # settings/load.py: off-site copies in S3 must page someone.
     "monitoring.alertEmail": ("—",) + ("**required** with `backups.offsite` `s3`, unless the secret "
@@ -75,7 +80,7 @@ def _rows(model: type[BaseModel], prefix: str, defaults: dict[str, dict],
             # A map of objects (slots): the map, then the keys of each entry.
             placeholder = MAP_ENTRY.get(key, "<name>")
             yield [key, _type_name(field.annotation, field.metadata),
-                   *["**required**" if field.is_required() else "—"] * len(ENVS)]
+                   *CONDITIONS.get(key, ["**required**" if field.is_required() else "—"] * len(ENVS))]
             yield from _rows(_nested_model(typing.get_args(field.annotation)[1]), f"{key}.{placeholder}.",
                              {e: {} for e in defaults}, optional_parent=f"{key}.{placeholder}")
             continue

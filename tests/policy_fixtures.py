@@ -316,3 +316,48 @@ def _stack_resources(targets: list[Res]) -> list[PolicyResource]:
             key: [by_name[name] for name in names if name in by_name]
             for key, names in resource.property_dependencies.items()}
     return list(by_name.values())
+
+
+# ---- runtime swarm (components/swarm/service.py's shape) ----------------------------------------
+
+SWARM_NODES = {"m1": {"dockerHost": "ssh://deploy@m1", "roles": ["manager", "edge", "data"]},
+               "a1": {"dockerHost": "ssh://deploy@a1", "roles": ["app"]},
+               "a2": {"dockerHost": "ssh://deploy@a2", "roles": ["app"]}}
+
+
+def swarm_service(name: str, service: str, role: str, replicas: Optional[int], env: dict[str, str],
+                  secrets_: tuple[str, ...] = ()) -> Res:
+    """A Service as the program registers one, compliant for prod."""
+    return Res("docker:index/service:Service", name, {
+        "name": name,
+        "labels": [{"label": "org.shia-chatbot.environment", "value": ENV},
+                   {"label": "org.shia-chatbot.service", "value": service}],
+        "taskSpec": {
+            "containerSpec": {
+                "image": APP_IMAGE, "env": env, "readOnly": True, "capDrops": ["ALL"],
+                "healthcheck": {"tests": ["CMD-SHELL", "true"], "interval": "5s", "retries": 3},
+                "secrets": [{"secretId": f"{f}-id", "fileName": f"/run/secrets/{f}"} for f in secrets_],
+            },
+            "resources": {"limits": {"memoryBytes": 512 * 1024 * 1024}},
+            "restartPolicy": {"condition": "any"},
+            "logDriver": {"name": "json-file", "options": {"max-size": "10m", "max-file": "5"}},
+            "placement": {"constraints": [f"node.labels.org.shia-chatbot.role.{role}==true"],
+                          **({"prefs": ["node.labels.org.shia-chatbot.node"]} if replicas else {})},
+        },
+        "mode": {"replicated": {"replicas": replicas}} if replicas else {"global": True},
+        "updateConfig": {"failureAction": "rollback", "order": "start-first"},
+    })
+
+
+def swarm_plan() -> dict[str, Res]:
+    """A prod swarm's services: an app slot, PostgreSQL with its password as a file, nginx on the edge."""
+    services = [
+        swarm_service(f"{ENV}-app-blue", "app", "app", 2,
+                      {**dict(e.split("=", 1) for e in app_envs() if isinstance(e, str)),
+                       "DATABASE_URL_FILE": "/run/secrets/database-url"}, ("database-url",)),
+        swarm_service(f"{ENV}-postgres", "postgres", "data", 1,
+                      {"POSTGRES_USER": f"{ENV}_shia_chatbot", "POSTGRES_PASSWORD_FILE": "/run/secrets/postgres-password"},
+                      ("postgres-password",)),
+        swarm_service(f"{ENV}-nginx", "nginx", "edge", None, {}),
+    ]
+    return {r.name: r for r in services}

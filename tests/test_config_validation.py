@@ -15,6 +15,22 @@ def with_(**changes):
     return {**PROD, **changes}
 
 
+KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBvJmtRfTBm3r4sD2oE4dLkNw9H1QjWmZf7xP8yGq2cK"
+
+
+def node(host: str, *roles: str) -> dict:
+    return {"dockerHost": f"ssh://deploy@{host}.example.org", "hostKey": KEY, "roles": list(roles)}
+
+
+# A three-node prod swarm: the manager is also the edge and the data node.
+SWARM = {"m1": {**node("m1", "manager", "edge", "data"), "dockerHost": PROD["dockerHost"]},
+         "a1": node("a1", "app"), "a2": node("a2", "app")}
+
+
+def swarm(**nodes):
+    return with_(runtime="swarm", nodes={**SWARM, **nodes})
+
+
 CASES = {
     "unknown slot": (
         with_(slots={"purple": SLOT}),
@@ -137,6 +153,47 @@ CASES = {
         ["shia-chatbot:monitoring.alertEmail is empty and the secret shia-chatbot:alertWebhookUrl is not set: "
          'with shia-chatbot:backups.offsite = "s3" alerts must reach someone'],
     ),
+    "unknown runtime": (
+        with_(runtime="kubernetes"), ['shia-chatbot:runtime = "kubernetes"', "Input should be 'docker' or 'swarm'"],
+    ),
+    "swarm without nodes": (
+        with_(runtime="swarm"), ['shia-chatbot:nodes is required with shia-chatbot:runtime = "swarm"'],
+    ),
+    "nodes without swarm": (
+        with_(nodes=SWARM), ['shia-chatbot:nodes is set but shia-chatbot:runtime = "docker"'],
+    ),
+    "unknown node role": (
+        swarm(a2=node("a2", "app", "worker")),
+        ['shia-chatbot:nodes.a2.roles[1] = "worker"', "'manager', 'edge', 'app' or 'data'"],
+    ),
+    "two managers": (
+        swarm(a1=node("a1", "app", "manager")), ["shia-chatbot:nodes: 2 managers (a1, m1)", "odd number"],
+    ),
+    "no edge node": (
+        with_(runtime="swarm", nodes={**SWARM, "m1": {**SWARM["m1"], "roles": ["manager", "data"]}}),
+        ["shia-chatbot:nodes: no node has the role edge"],
+    ),
+    "two data nodes": (
+        swarm(a2=node("a2", "app", "data")), ["shia-chatbot:nodes: 2 data nodes (a2, m1)", "exactly one"],
+    ),
+    "one app node in prod": (
+        with_(runtime="swarm", nodes={k: v for k, v in SWARM.items() if k != "a2"}),
+        ["shia-chatbot:nodes: 1 app node(s) (a1); prod needs at least 2"],
+    ),
+    "node without host key": (
+        swarm(a2={**node("a2", "app"), "hostKey": None}), ["shia-chatbot:nodes.a2.hostKey is required"],
+    ),
+    "node over tcp": (
+        swarm(a2={**node("a2", "app"), "dockerHost": "tcp://10.0.0.9:2375"}),
+        ['shia-chatbot:nodes.a2.dockerHost = "tcp://10.0.0.9:2375": tcp:// is refused in prod'],
+    ),
+    "provider not on a manager": (
+        swarm(m1={**SWARM["m1"], "dockerHost": "ssh://deploy@m1.example.org"}),
+        ["shia-chatbot:dockerHost", "must be a manager's dockerHost (ssh://deploy@m1.example.org)"],
+    ),
+    "node name not a host name": (
+        swarm(App_1=node("app-1", "app")), ['shia-chatbot:nodes.App_1 = "App_1"'],
+    ),
     "unknown secret to rotate": (
         with_(rotation={"rootPassword": 1}),
         ["shia-chatbot:rotation.rootPassword: unknown secret; allowed:", "postgresPassword"],
@@ -218,3 +275,14 @@ def test_the_reference_says_when_alert_email_is_required():
     dev, stage, prod = CONDITIONS["monitoring.alertEmail"]
     assert dev == "—" and stage == prod
     assert "`backups.offsite` `s3`" in stage and "`alertWebhookUrl`" in stage
+
+
+def test_a_three_node_prod_swarm_is_accepted():
+    config = parse(swarm(), "prod")
+    assert config.runtime == "swarm"
+    assert {name: sorted(n.roles) for name, n in config.nodes.items()} == {
+        "m1": ["data", "edge", "manager"], "a1": ["app"], "a2": ["app"]}
+
+
+def test_the_runtime_is_docker_unless_set():
+    assert parse(PROD, "prod").runtime == "docker" and parse(PROD, "prod").nodes == {}

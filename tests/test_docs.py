@@ -70,6 +70,28 @@ def test_docker_host_key_is_required_for_ssh_hosts_as_the_reference_says():
     parse(_stage(dockerHostKey=None, dockerHost="unix:///var/run/docker.sock"), "stage")
 
 
+def test_nodes_are_required_with_the_swarm_runtime_as_the_reference_says():
+    assert all("**required** with `runtime` `swarm`" in cell for cell in reference.CONDITIONS["nodes"])
+    assert "shia-chatbot:nodes is required with shia-chatbot:runtime" in _refused(_stage(runtime="swarm"), "stage")
+    host, key = _stage()["dockerHost"], _stage()["dockerHostKey"]
+    one_app = {"m1": {"dockerHost": host, "hostKey": key, "roles": ["manager", "edge", "data"]},
+               "a1": {"dockerHost": "ssh://deploy@a1.example.org", "hostKey": key, "roles": ["app"]}}
+    parse(_stage(runtime="swarm", nodes=one_app), "stage")
+    assert "at least two app nodes" in reference.CONDITIONS["nodes"][2]
+    prod = {**_stage(runtime="swarm", nodes=one_app), "environment": "prod"}
+    assert "prod needs at least 2" in _refused(prod, "prod")
+    assert reference.CONDITIONS["nodes.<name>.hostKey"] == reference.CONDITIONS["dockerHostKey"]
+
+
+def test_flower_cannot_be_published_on_a_swarm_as_the_reference_says():
+    assert "`false` with `runtime` `swarm`" in reference.CONDITIONS["publishFlower"][0]
+    host, key = _stage()["dockerHost"], _stage()["dockerHostKey"]
+    nodes = {"m1": {"dockerHost": host, "hostKey": key, "roles": ["manager", "edge", "data", "app"]}}
+    parse(_stage(runtime="swarm", nodes=nodes), "stage")
+    assert "shia-chatbot:publishFlower = true binds Flower to 127.0.0.1" in _refused(
+        _stage(runtime="swarm", nodes=nodes, publishFlower=True), "stage")
+
+
 def test_smtp_keys_are_required_only_once_smtp_is_set():
     rows = {line.split("|")[1].strip(): line for line in reference.render().splitlines()[2:]}
     assert "required in `smtp`" in rows["`smtp.host`"] and "**required**" not in rows["`smtp.host`"]

@@ -137,3 +137,84 @@ def test_the_containers_shell_form_hands_its_pid_to_redis_so_sigterm_stops_it(tm
     finally:
         shell.kill()
         shell.wait()
+
+
+def _secret_files(folder: Path, values: dict[str, str]) -> dict[str, str]:
+    """Each value in its own file, mode 0400 as a Swarm secret is mounted; NAME_FILE -> path."""
+    files = {}
+    for name, value in values.items():
+        path = folder / name.lower()
+        path.write_text(value)
+        path.chmod(0o400)
+        files[f"{name}_FILE"] = str(path)
+    return files
+
+
+def test_the_swarm_form_reads_every_password_from_its_file_and_none_reaches_an_environment(tmp_path):
+    """On a swarm the container's environment holds only <VAR>_FILE (Swarm
+    secrets); the command reads them before the here-document, and the
+    healthcheck's and the maxmemory step's redis-cli reads the admin's."""
+    need("redis-server")
+    admin, backup, app, exporter = password(), password(), password(), password()
+    files = _secret_files(tmp_path, {
+        redis_acl.ADMIN_PASSWORD_ENV: admin, redis_acl.BACKUP_PASSWORD_ENV: backup,
+        redis_acl.APP_PASSWORD_SHA256_ENV: redis_acl.sha256_hex(app),
+        redis_acl.EXPORTER_PASSWORD_SHA256_ENV: redis_acl.sha256_hex(exporter)})
+    env = {"PATH": os.environ["PATH"], **files}
+    port = free_port()
+    server = f"exec redis-server - --port {port} --bind 127.0.0.1 --dir {tmp_path}"
+    shell = subprocess.Popen(["sh", "-c", redis_acl.from_files(redis_acl.config_heredoc(server))], env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def cli(user: str, secret: str, *args: str) -> str:
+        result = subprocess.run(["redis-cli", "-p", str(port), "--user", user, *args], capture_output=True,
+                                text=True, env={"PATH": os.environ["PATH"], "REDISCLI_AUTH": secret})
+        return (result.stdout + result.stderr).strip()
+
+    try:
+        deadline = time.monotonic() + 10
+        while cli("admin", admin, "PING") != "PONG":
+            assert shell.poll() is None, "the command exited"
+            assert time.monotonic() < deadline, "redis-server did not start"
+            time.sleep(0.05)
+        assert cli(APP, app, "PING") == "PONG" and cli(EXPORTER, exporter, "PING") == "PONG"
+        assert "role:master" in cli(BACKUP, backup, "INFO", "replication")
+        assert "WRONGPASS" in cli(APP, redis_acl.sha256_hex(app), "PING")  # the file holds a digest, not a password
+        assert cli("admin", admin, "CONFIG", "GET", "masterauth").split("\n")[-1] == backup
+        # What the command hands the server: the values as shell variables, not
+        # exported (redis-server blanks its own /proc/<pid>/environ, so `env` stands in).
+        environ = subprocess.run(["sh", "-c", redis_acl.from_files("exec env")], env=env, capture_output=True,
+                                 text=True, check=True).stdout
+        for secret in (admin, backup, app, exporter, redis_acl.sha256_hex(app), redis_acl.sha256_hex(exporter)):
+            assert secret not in environ
+        assert f"{redis_acl.ADMIN_PASSWORD_ENV}_FILE={files[f'{redis_acl.ADMIN_PASSWORD_ENV}_FILE']}" in environ
+        # The healthcheck and the step, in the container's environment (files only).
+        for script in (f"{redis_acl.admin_cli(True)} -p {port} ping | grep -q PONG",
+                       f"{redis_acl.admin_cli(True)} -p {port} CONFIG SET maxmemory 64mb"):
+            result = subprocess.run(["sh", "-c", script], env=env, capture_output=True, text=True)
+            assert result.returncode == 0 and "NOAUTH" not in result.stdout + result.stderr, result
+        assert cli("admin", admin, "CONFIG", "GET", "maxmemory").split("\n")[-1] == str(64 * 1024 * 1024)
+    finally:
+        shell.kill()
+        shell.wait()
+
+
+def test_the_swarm_form_stops_before_the_server_when_a_file_is_missing(tmp_path):
+    need("redis-server")
+    files = _secret_files(tmp_path, {name: password() for name in redis_acl.SECRET_VARIABLES})
+    files[f"{redis_acl.BACKUP_PASSWORD_ENV}_FILE"] = str(tmp_path / "missing")
+    port = free_port()
+    result = subprocess.run(
+        ["sh", "-c", redis_acl.from_files(redis_acl.config_heredoc(f"exec redis-server - --port {port} --dir {tmp_path}"))],
+        env={"PATH": os.environ["PATH"], **files}, capture_output=True, text=True, timeout=10)
+    assert result.returncode != 0 and "missing" in result.stderr
+    assert "Ready to accept connections" not in result.stdout  # no server with an empty masterauth
+
+
+def test_the_swarm_form_changes_nothing_where_the_environment_has_the_passwords():
+    """Where <VAR> is set (the Docker runtime's environment) it wins over <VAR>_FILE."""
+    shell = redis_acl.from_files('printf "%s " "$REDIS_ADMIN_PASSWORD" "$REDIS_BACKUP_PASSWORD"',
+                                 (redis_acl.ADMIN_PASSWORD_ENV, redis_acl.BACKUP_PASSWORD_ENV))
+    result = subprocess.run(["sh", "-c", shell], capture_output=True, text=True, check=True, env={
+        "PATH": os.environ["PATH"], redis_acl.ADMIN_PASSWORD_ENV: "a", redis_acl.BACKUP_PASSWORD_ENV: "b"})
+    assert result.stdout == "a b "

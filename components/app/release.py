@@ -17,7 +17,7 @@ them, so switching back and forth never re-runs a migration.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 import pulumi
 
@@ -68,12 +68,16 @@ def migrate(
 def smoke_check(
     host: DockerHost, name: str, *, network: str, probe_image: str, targets: Sequence[str], image: str,
     replicas: Sequence[Deployed], parent: pulumi.Resource, attempts: int = 10, pause_seconds: int = 3,
+    swarm: Optional[tuple[str, int, int]] = None,
 ) -> pulumi.CustomResource:
+    """targets: "host:port" to probe; swarm: (service, replicas, port) to probe
+    every running task of a Swarm service instead, found when the step runs."""
+    found = dict(zip(("SWARM_SERVICE", "REPLICAS", "PORT"), swarm)) if swarm else {}
     return host.command(
         name,
         create=host_script("app/scripts/smoke-check.sh", NETWORK=network, PROBE_IMAGE=probe_image,
                            RIGHTS=hardening.run_flags(hardening.PROBE),
-                           TARGETS=" ".join(targets), ATTEMPTS=attempts, PAUSE=pause_seconds),
+                           TARGETS=" ".join(targets), ATTEMPTS=attempts, PAUSE=pause_seconds, **found),
         triggers=[image, *[r.container.id for r in replicas]],
         opts=pulumi.ResourceOptions(parent=parent, depends_on=[x for r in replicas for x in r.ready]),
     )

@@ -16,9 +16,10 @@ from typing import Optional, Sequence
 import pulumi
 import pulumi_docker as docker
 
-from components.host.containers import ContainerSpec, Deployed, Healthcheck, hardened_container
-from components.secrets import secret_env
-from components.host.docker_host import DockerHost
+from components.host.containers import ContainerSpec, Deployed, Healthcheck
+from components.host.runtime import Runtime
+from components.secrets import EnvVariables, SwarmEnv
+from components.swarm.service import Placement
 from settings.model import SLOT_NAMES, WORKER_CONCURRENCY
 from settings.naming import FLOWER_PORT, Naming
 
@@ -33,9 +34,10 @@ class CeleryArgs:
     naming: Naming
     slot: str
     image: docker.RemoteImage
-    envs: Sequence[pulumi.Input[str]]
+    # The app's variables, the secret ones apart (Runtime.deploy: on a swarm, files).
+    env: SwarmEnv
     memory_mb: int
-    host: DockerHost
+    runtime: Runtime
     frontend_network: pulumi.Input[str]
     backend_network: pulumi.Input[str]
     # The app's LOG_LEVEL; the worker's own --loglevel follows it (the guide's
@@ -51,7 +53,7 @@ class Worker(pulumi.ComponentResource):
         super().__init__("shia-chatbot:app:Worker", name, None, opts)
         n = args.naming
         self.container_name = n.slot_container("worker", args.slot)
-        self.deployed = hardened_container(
+        self.deployed = args.runtime.deploy(
             ContainerSpec(
                 name=self.container_name,
                 image=args.image.name,
@@ -61,7 +63,7 @@ class Worker(pulumi.ComponentResource):
                 memory_mb=args.memory_mb,
                 command=["celery", "-A", "src.app.tasks", "worker", f"--loglevel={args.log_level.lower()}",
                          f"--concurrency={WORKER_CONCURRENCY}"],
-                envs=args.envs,
+                envs=args.env.plain,
                 # frontend for egress to the LLM providers; backend for Redis/Postgres.
                 networks=[(args.backend_network, ["worker"]), (args.frontend_network, ["worker"])],
                 # Each probe starts a Python process (about half a second of CPU):
@@ -70,17 +72,30 @@ class Worker(pulumi.ComponentResource):
                     test=["CMD-SHELL", 'celery -A src.app.tasks inspect ping -d "celery@$HOSTNAME" --timeout 10'],
                     interval="15s", timeout="12s", retries=3, start_period="30s",
                 ),
-                host=args.host,
+                host=args.runtime.host,
                 # A worker finishing a task gets time to do so before SIGKILL.
                 stop_timeout=120,
             ),
+            Placement(role="app"),
             pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on)),
+            file_secrets=args.env.secrets, secrets_owner=None,
         )
         self.register_outputs({"container": self.deployed.container.name})
 
     @property
-    def container(self) -> docker.Container:
+    def container(self) -> pulumi.CustomResource:
+        """The docker.Container, or on a swarm the docker.Service."""
         return self.deployed.container
+
+
+def flower_variables(user: str, password: pulumi.Input[str]) -> EnvVariables:
+    """Flower's own variables, beside the app's: plain FLOWER_PURGE_OFFLINE_WORKERS
+    (seconds), secret FLOWER_BASIC_AUTH ("user:password"). `.envs()` for the
+    container, `.swarm()` for a service (added to the app's AppEnvironment.swarm_envs())."""
+    return EnvVariables(
+        plain={"FLOWER_PURGE_OFFLINE_WORKERS": str(int(FLOWER_PURGE_OFFLINE_WORKERS.total_seconds()))},
+        secret={"FLOWER_BASIC_AUTH": pulumi.Output.concat(user, ":", password)},
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -97,7 +112,7 @@ class Flower(pulumi.ComponentResource):
         super().__init__("shia-chatbot:app:Flower", name, None, opts)
         n = args.naming
         self.container_name = n.container("flower")
-        basic_auth = secret_env("FLOWER_BASIC_AUTH", args.user, ":", args.password)
+        env = args.env + flower_variables(args.user, args.password).swarm()
         networks = [(args.backend_network, ["flower"])]
         ports = []
         if args.publish:
@@ -105,7 +120,7 @@ class Flower(pulumi.ComponentResource):
             # network cannot carry the port, hence the frontend attachment.
             networks.append((args.frontend_network, ["flower"]))
             ports = [docker.ContainerPortArgs(internal=FLOWER_PORT, external=FLOWER_PORT, ip="127.0.0.1")]
-        self.deployed = hardened_container(
+        self.deployed = args.runtime.deploy(
             ContainerSpec(
                 name=self.container_name,
                 image=args.image.name,
@@ -114,24 +129,26 @@ class Flower(pulumi.ComponentResource):
                 slot=args.slot,
                 memory_mb=args.memory_mb,
                 command=["celery", "-A", "src.app.tasks", "flower", f"--port={FLOWER_PORT}"],
-                envs=[*args.envs, basic_auth,
-                      f"FLOWER_PURGE_OFFLINE_WORKERS={int(FLOWER_PURGE_OFFLINE_WORKERS.total_seconds())}"],
+                envs=env.plain,
                 networks=networks,
                 ports=ports,
                 healthcheck=Healthcheck(
                     test=["CMD", "curl", "-fs", "-o", "/dev/null", f"http://localhost:{FLOWER_PORT}/healthcheck"],
                     interval="10s", timeout="5s", retries=3, start_period="20s",
                 ),
-                host=args.host,
+                host=args.runtime.host,
             ),
+            Placement(role="app"),
             # The provider replaces containers old-one-first (a published port and a
             # name cannot be held twice). Stacks made before Flower's name was fixed
             # know it as <env>-flower-<slot>: the same resource, replaced once.
             pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on), aliases=[
                 pulumi.Alias(name=n.slot_container("flower", slot)) for slot in SLOT_NAMES]),
+            file_secrets=env.secrets, secrets_owner=None,
         )
         self.register_outputs({"container": self.deployed.container.name})
 
     @property
-    def container(self) -> docker.Container:
+    def container(self) -> pulumi.CustomResource:
+        """The docker.Container, or on a swarm the docker.Service."""
         return self.deployed.container

@@ -15,7 +15,10 @@ Why a container and not a cron job installed on the host: everything it needs
 (its image, its volumes, its credentials, its schedule) is then a resource of
 the stack, replaced when it changes and removed with the stack; the host keeps
 no crontab, script or password file that the stack does not manage; and the
-credentials reach it only as secret environment variables. It runs busybox
+credentials reach it only as secret environment variables, or on a swarm as
+Swarm secrets (files under /run/secrets named by `<VAR>_FILE`, which
+image/lib/secret-files.sh reads into `<VAR>` for every script: a secret entry would
+hide the service's whole task spec, docs/swarm.md). It runs busybox
 crond in the foreground; with schedule `none` only the WAL metrics job runs and
 the container is there for on-demand and pre-migration backups.
 
@@ -28,16 +31,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Optional
+from typing import Optional, Union
 
 import pulumi
 import pulumi_docker as docker
 
 from components.backups.pgbackrest import DATA_PATH, FULL_BACKUP_PERIOD_DAYS, REPOSITORY_PATH, SOCKET_PATH, PgBackRest
+from components.host.runtime import Runtime
+from components.swarm.service import Placement
 from components.host.containers import (
-    ContainerSpec, Deployed, Healthcheck, data_volume, hardened_container, labelled_volume,
+    ContainerSpec, Deployed, Healthcheck, data_volume, labelled_volume,
 )
-from components.host.docker_host import DockerHost, host_script
+from components.host.docker_host import host_script
 from components.host.images import built_image
 from components.data.minio import Minio
 from components.host.networks import labelled_network
@@ -64,6 +69,15 @@ METRICS_DIR = "/metrics"
 METRICS_FILE = "shia_chatbot_backup.prom"  # lib/common.sh writes it
 WAL_METRICS_FILE = "shia_chatbot_wal.prom"  # lib/postgres.sh metrics writes it
 NETWORK_ALIAS = "backup"  # how the live Redis reaches the temporary one during a restore
+
+
+# The credentials, passed on a swarm as `<VAR>_FILE` (Runtime.deploy's file_secrets):
+# exactly the names image/lib/secret-files.sh resolves (SECRET_VARIABLES there).
+FILE_SECRETS = ("RESTIC_PASSWORD", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "PGBACKREST_REPO2_S3_KEY",
+                "PGBACKREST_REPO2_S3_KEY_SECRET", "REDISCLI_AUTH", "QDRANT_API_KEY", "MC_HOST_minio")
+
+# A variable of the container: "NAME=value", or (NAME, value) for a credential.
+Variable = Union[str, tuple[str, pulumi.Input[str]]]
 
 
 # What `bin/backup all` covers; the services kept as files in restic (no WAL archive).
@@ -141,7 +155,9 @@ class BackupsArgs:
     minio: Minio
     secrets: Secrets
     offsite: OffsiteTarget
-    host: DockerHost
+    # On a swarm the job runs on the data node, beside the volumes it backs up
+    # (the component's provider is that node's).
+    runtime: Runtime
 
 
 class Backups(pulumi.ComponentResource):
@@ -174,17 +190,24 @@ class Backups(pulumi.ComponentResource):
 
         networks: list[tuple[pulumi.Input[str], list[str]]] = [(args.backend_network, [NETWORK_ALIAS])]
         if args.offsite.needs_egress:
-            egress = labelled_network(n.network("backup-egress"), environment=n.env, opts=child)
-            networks.append((egress.name, [NETWORK_ALIAS]))
+            runtime = args.runtime
+            egress = labelled_network(n.network("backup-egress"), environment=n.env, overlay=runtime.swarm,
+                                      opts=pulumi.ResourceOptions(parent=self, provider=runtime.host.provider)
+                                      if runtime.swarm else child)
+            networks.append((runtime.network(egress), [NETWORK_ALIAS]))
 
-        self.deployed = hardened_container(
+        if args.runtime.swarm:
+            envs, file_secrets = self._swarm_envs(args)
+        else:
+            envs, file_secrets = self._envs(args), {}
+        self.deployed = args.runtime.deploy(
             ContainerSpec(
                 name=self.container_name,
                 image=self.image.image_name,
                 environment=n.env,
                 service="backup",
                 memory_mb=args.memory_mb,
-                envs=self._envs(args),
+                envs=envs,
                 networks=networks,
                 volumes=[
                     docker.ContainerVolumeArgs(volume_name=self.data_volume.name, container_path=BACKUP_DIR),
@@ -198,18 +221,21 @@ class Backups(pulumi.ComponentResource):
                     docker.ContainerVolumeArgs(volume_name=args.postgres.volume.name, container_path=DATA_PATH),
                 ],
                 healthcheck=Healthcheck(test=["CMD-SHELL", "pgrep -x crond > /dev/null"]),
-                host=args.host,
+                host=args.runtime.node_host("data"),
             ),
+            Placement(role="data", replicas=1, exclusive=True),
             pulumi.ResourceOptions(parent=self, delete_before_replace=True, depends_on=[
                 *args.postgres.ready, *args.redis.ready, *args.qdrant.ready, *args.minio.ready,
                 args.minio.bucket_step, *args.offsite.ready,
             ]),
+            # Read by root: the scripts (crond's jobs and `docker exec`) run as root.
+            file_secrets=file_secrets,
         )
         # Stanza and repositories, checked end to end, whenever either container is new.
-        self.init_step = args.host.command(
+        self.init_step = self.deployed.host.command(
             f"{self.container_name}-init",
-            create=host_script("backups/scripts/backup-init.sh", BACKUP=self.container_name,
-                               POSTGRES=args.postgres.container_name),
+            create=host_script("backups/scripts/backup-init.sh", BACKUP=self.deployed.target,
+                               POSTGRES=args.postgres.deployed.target),
             triggers=[self.container.id, args.postgres.container.id],
             opts=pulumi.ResourceOptions(parent=self, depends_on=[*self.deployed.ready, *args.postgres.ready]),
         )
@@ -217,7 +243,8 @@ class Backups(pulumi.ComponentResource):
                                "bucket": self.bucket})
 
     @property
-    def container(self) -> docker.Container:
+    def container(self) -> pulumi.CustomResource:
+        """The docker.Container, or on a swarm the docker.Service."""
         return self.deployed.container
 
     @property
@@ -226,18 +253,33 @@ class Backups(pulumi.ComponentResource):
         return [*self.deployed.ready, self.init_step]
 
     def pre_migration_command(self, slot: str) -> str:
-        """Run on the Docker host before `slot`'s migration; exits 0 only once a
+        """Run on `deployed.host` before `slot`'s migration; exits 0 only once a
         named restore point is made and the WAL holding it is archived in every
         repository (a base backup first on a new stack), and prints
         `postgres <restore point>`: undoing the migration is a recovery to it.
         Depend on `ready` when calling it."""
-        return f"docker exec {self.container_name} {BACKUP_COMMAND} postgres --reason pre-migration-{slot}"
+        return f"docker exec {self.deployed.target} {BACKUP_COMMAND} postgres --reason pre-migration-{slot}"
 
     @staticmethod
     def _envs(args: BackupsArgs) -> list[pulumi.Input[str]]:
-        """What the scripts read (see their headers); every credential a secret."""
+        """The container's environment on one host: every credential a secret entry."""
+        return [v if isinstance(v, str) else secret_env(*v) for v in Backups._variables(args)]
+
+    @staticmethod
+    def _swarm_envs(args: BackupsArgs) -> tuple[list[str], dict[str, pulumi.Input[str]]]:
+        """On a swarm: the plain entries, and the credentials by name (Swarm secrets)."""
+        variables = Backups._variables(args)
+        secrets = dict(v for v in variables if not isinstance(v, str))
+        unknown = sorted(set(secrets) - set(FILE_SECRETS))
+        if unknown:
+            raise ValueError(f"the backup image does not read {', '.join(unknown)} from a file (FILE_SECRETS)")
+        return [v for v in variables if isinstance(v, str)], secrets
+
+    @staticmethod
+    def _variables(args: BackupsArgs) -> list[Variable]:
+        """What the scripts read (see their headers), in the container's order."""
         secrets, offsite = args.secrets, args.offsite
-        envs: list[pulumi.Input[str]] = [
+        return [
             f"BACKUP_DIR={BACKUP_DIR}",
             f"BACKUP_ENV={args.naming.env}",
             f"BACKUP_SCHEDULE={args.config.schedule}",
@@ -245,7 +287,8 @@ class Backups(pulumi.ComponentResource):
             f"METRICS_DIR={METRICS_DIR}",
             f"RETENTION_DAYS={args.config.retention_days}",
             f"BACKUP_CRONTAB={crontab(args.config.schedule)}",
-            *args.pgbackrest.envs(),
+            *args.pgbackrest.plain_envs(),
+            *args.pgbackrest.secret_variables().items(),
             f"BACKUP_FULL_EVERY_DAYS={FULL_BACKUP_PERIOD_DAYS}",
             f"PGHOST={SOCKET_PATH}",
             f"PGPORT={POSTGRES_PORT}",
@@ -253,21 +296,20 @@ class Backups(pulumi.ComponentResource):
             f"PGDATABASE={args.postgres.database}",
             f"RESTIC_REPOSITORY={RESTIC_REPOSITORY}",
             f"RESTIC_CACHE_DIR={BACKUP_DIR}/.cache/restic",
-            secret_env("RESTIC_PASSWORD", secrets["resticPassword"]),
+            ("RESTIC_PASSWORD", secrets["resticPassword"]),
             *(f"{k}={v}" for k, v in sorted(restic_retention(args.config).items())),
             f"RESTIC_OFFSITE_REPOSITORY={offsite.restic_repository}",
-            secret_env("AWS_ACCESS_KEY_ID", offsite.access_key_id),
-            secret_env("AWS_SECRET_ACCESS_KEY", offsite.secret_access_key),
+            ("AWS_ACCESS_KEY_ID", offsite.access_key_id),
+            ("AWS_SECRET_ACCESS_KEY", offsite.secret_access_key),
             f"AWS_DEFAULT_REGION={offsite.region}",
             "REDIS_HOST=redis",
             f"REDIS_PORT={REDIS_PORT}",
             f"REDIS_RESTORE_ADDRESS={NETWORK_ALIAS}",
             f"REDIS_USER={redis_acl.BACKUP_USER}",
-            secret_env("REDISCLI_AUTH", secrets["redisBackupPassword"]),
+            ("REDISCLI_AUTH", secrets["redisBackupPassword"]),
             f"QDRANT_URL=http://qdrant:{QDRANT_PORT}",
             f"QDRANT_COLLECTION={args.qdrant.collection}",
-            secret_env("QDRANT_API_KEY", secrets["qdrantApiKey"]),
+            ("QDRANT_API_KEY", secrets["qdrantApiKey"]),
             f"MINIO_BUCKET={args.minio.buckets['documents']}",
-            secret_env("MC_HOST_minio", stack_minio_url(secrets)),
+            ("MC_HOST_minio", stack_minio_url(secrets)),
         ]
-        return envs

@@ -123,8 +123,15 @@ class PgBackRest(pulumi.ComponentResource):
 
     def envs(self) -> list[pulumi.Input[str]]:
         """PGBACKREST_* entries for a container's environment; the key pair as secrets."""
-        return [*(f"PGBACKREST_{k}={v}" for k, v in sorted(self._plain.items())),
-                *(secret_env(f"PGBACKREST_{k}", v) for k, v in sorted(self._secret.items()))]
+        return [*self.plain_envs(), *(secret_env(k, v) for k, v in self.secret_variables().items())]
+
+    def plain_envs(self) -> list[str]:
+        """The PGBACKREST_* entries that are not secret, sorted by name."""
+        return [f"PGBACKREST_{k}={v}" for k, v in sorted(self._plain.items())]
+
+    def secret_variables(self) -> dict[str, pulumi.Output[str]]:
+        """PGBACKREST_* name -> value of the secret ones (the off-site key pair), sorted by name."""
+        return {f"PGBACKREST_{k}": v for k, v in sorted(self._secret.items())}
 
     def config_digest(self) -> pulumi.Output[str]:
         """A digest of the settings PostgreSQL's archive_command reads, and of the

@@ -11,7 +11,6 @@ import pulumi
 from components.data import minio_policies
 from components.host.containers import Healthcheck
 from components.data.service import DataService, DataServiceArgs, DataServiceSpec
-from components.secrets import secret_env
 from components.host.docker_host import in_container
 
 BUCKET_PURPOSES = ("documents", "backups")
@@ -30,11 +29,9 @@ class Minio(DataService):
         spec = DataServiceSpec(
             service="minio",
             data_path="/data",
-            envs=[
-                secret_env("MINIO_ROOT_USER", args.root_user),
-                secret_env("MINIO_ROOT_PASSWORD", args.root_password),
-                "MINIO_BROWSER=off",
-            ],
+            envs=["MINIO_BROWSER=off"],
+            file_secrets={"MINIO_ROOT_USER": args.root_user, "MINIO_ROOT_PASSWORD": args.root_password},
+            secret_names_relative=True,
             command=["server", "/data"],
             healthcheck=Healthcheck(test=["CMD", "mc", "ready", "local"]),
         )
@@ -49,11 +46,16 @@ class Minio(DataService):
         # mc reads the alias from MC_HOST_local: the credentials are expanded into
         # its environment, never onto a command line (ps) or into ~/.mc/config.json.
         targets = " ".join(f"local/{b}" for b in self.buckets.values())
-        buckets = ('export MC_HOST_local="http://$MINIO_ROOT_USER:$MINIO_ROOT_PASSWORD@127.0.0.1:9000"'
+        # On a swarm the root credentials are files (Runtime.deploy): read them
+        # where the environment does not carry them.
+        from_files = ('MINIO_ROOT_USER=${MINIO_ROOT_USER:-$(cat "/run/secrets/$MINIO_ROOT_USER_FILE")} && '
+                      'MINIO_ROOT_PASSWORD=${MINIO_ROOT_PASSWORD:-$(cat "/run/secrets/$MINIO_ROOT_PASSWORD_FILE")} && '
+                      if args.runtime.swarm else "")
+        buckets = (from_files + 'export MC_HOST_local="http://$MINIO_ROOT_USER:$MINIO_ROOT_PASSWORD@127.0.0.1:9000"'
                    f" && mc mb --ignore-existing {targets} && mc version enable local/{self.buckets['backups']}\n")
-        self.bucket_step = args.host.command(
+        self.bucket_step = self.deployed.host.command(
             f"{self.container_name}-buckets",
-            create=in_container(self.container_name, buckets + minio_policies.USERS_SCRIPT, stdin=True,
+            create=in_container(self.deployed.target, buckets + minio_policies.USERS_SCRIPT, stdin=True,
                                 env=minio_policies.users_step_env(self.buckets["documents"],
                                                                   self.buckets["backups"])),
             stdin=pulumi.Output.secret(pulumi.Output.concat(args.app_password, "\n", args.backup_password, "\n")),

@@ -20,7 +20,6 @@ from components.backups.pgbackrest import DATA_PATH, REPOSITORY_PATH, SOCKET_PAT
 from components.host import hardening
 from components.host.containers import MEMORY_LIMIT_MB, Healthcheck
 from components.data.service import DataService, DataServiceArgs, DataServiceSpec
-from components.secrets import secret_env
 from components.host.docker_host import in_container
 from settings.secret_names import DATABASE_ROLES
 
@@ -39,6 +38,11 @@ class PostgresArgs(DataServiceArgs):
 class Postgres(DataService):
     def __init__(self, name: str, args: PostgresArgs, opts: Optional[pulumi.ResourceOptions] = None):
         naming = args.naming
+        swarm = args.runtime.swarm
+        archive_secrets = args.archive.secret_variables()
+        # pgBackRest reads no <VAR>_FILE: on a swarm the server's environment
+        # gets the key pair from the secret files, for archive_command.
+        from_files = "".join(f'export {v}="$(cat "${v}_FILE")" && ' for v in archive_secrets) if swarm else ""
         spec = DataServiceSpec(
             service="postgres",
             data_path=DATA_PATH,
@@ -46,9 +50,12 @@ class Postgres(DataService):
             envs=[
                 f"POSTGRES_USER={naming.database_user}",
                 f"POSTGRES_DB={naming.database}",
-                secret_env("POSTGRES_PASSWORD", args.password),
-                *args.archive.envs(),
+                *(args.archive.plain_envs() if swarm else args.archive.envs()),
             ],
+            # Read by the entrypoint as root, before it drops to postgres; on a
+            # swarm the off-site key pair too, exported by the command below.
+            file_secrets={"POSTGRES_PASSWORD": args.password, **(archive_secrets if swarm else {})},
+            secrets_read_at_init_only=("POSTGRES_PASSWORD",),
             volumes=[
                 docker.ContainerVolumeArgs(volume_name=args.archive.repository.name, container_path=REPOSITORY_PATH),
                 docker.ContainerVolumeArgs(volume_name=args.archive.socket_volume.name, container_path=SOCKET_PATH),
@@ -62,7 +69,7 @@ class Postgres(DataService):
             # image's entrypoint, which runs the server as postgres.
             command=[
                 "sh", "-c",
-                f"{MEMORY_LIMIT_MB} && exec docker-entrypoint.sh postgres"
+                f"{MEMORY_LIMIT_MB} && {from_files}exec docker-entrypoint.sh postgres"
                 f" -c max_connections={args.max_connections}"
                 ' -c shared_buffers="$((limit_mb / 4))MB"'
                 " -c checkpoint_completion_target=0.9 -c random_page_cost=1.1"
@@ -83,9 +90,9 @@ class Postgres(DataService):
     def _extend(self, args: PostgresArgs) -> None:
         # Runs whenever the password changes (rotation), on the running server,
         # before anything that connects with the new password (see `ready`).
-        self.password_step = args.host.command(
+        self.password_step = self.deployed.host.command(
             f"{self.container_name}-set-password",
-            create=in_container(self.container_name, SET_PASSWORD_SCRIPT, stdin=True),
+            create=in_container(self.deployed.target, SET_PASSWORD_SCRIPT, stdin=True),
             stdin=pulumi.Output.concat(args.password, "\n"),
             triggers=[args.password],
             opts=pulumi.ResourceOptions(parent=self, depends_on=self.deployed.ready),
@@ -93,9 +100,9 @@ class Postgres(DataService):
         # The login roles and their grants: re-run when a password rotates or the
         # script (the roles' definition) changes; every run is idempotent.
         passwords = [args.role_passwords[purpose] for purpose in DATABASE_ROLES]
-        self.roles_step = args.host.command(
+        self.roles_step = self.deployed.host.command(
             f"{self.container_name}-roles",
-            create=in_container(self.container_name, ROLES_SCRIPT, stdin=True,
+            create=in_container(self.deployed.target, ROLES_SCRIPT, stdin=True,
                                 env={f"{purpose.upper()}_ROLE": role for purpose, role in self.roles.items()}),
             stdin=pulumi.Output.concat(*(x for p in passwords for x in (p, "\n"))),
             triggers=[*passwords, hashlib.sha256(ROLES_SCRIPT.encode()).hexdigest()],

@@ -29,40 +29,47 @@ def _digest(password: pulumi.Input[str]) -> pulumi.Output[str]:
 
 
 # redis-cli in the Redis container (healthcheck, maxmemory step) logs in as the
-# admin, its password in REDISCLI_AUTH.
-ADMIN_CLI = f"redis-cli --user {redis_acl.ADMIN_USER}"
+# admin, its password in REDISCLI_AUTH (on a swarm, read from the admin's file).
+ADMIN_CLI = redis_acl.admin_cli(swarm=False)
 
 
 class Redis(DataService):
     def __init__(self, name: str, args: RedisArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        swarm = args.runtime.swarm
+        self.admin_cli = redis_acl.admin_cli(swarm)
+        # The values the server's config reads (redis_acl.py): the app's and the
+        # exporter's as digests, still secret (a digest of a secret is one here).
+        secrets: dict[str, pulumi.Input[str]] = {
+            redis_acl.ADMIN_PASSWORD_ENV: args.admin_password,
+            redis_acl.BACKUP_PASSWORD_ENV: args.backup_password,
+            redis_acl.APP_PASSWORD_SHA256_ENV: _digest(args.app_password),
+            redis_acl.EXPORTER_PASSWORD_SHA256_ENV: _digest(args.exporter_password),
+        }
         # maxmemory leaves the container a quarter for fork-on-save and buffers,
         # read from the cgroup at start (and set live by `<env>-redis-maxmemory`
         # when the memory changes), so a memory change updates the container in
         # place. noeviction, not the guide's allkeys-lru: Redis is the Celery
         # broker, and evicting a queued task loses it silently; a full Redis
         # errors instead.
+        # Through the image's entrypoint: given `redis-server` it drops from root
+        # to the redis user (a bare `sh -c` would not).
+        server = redis_acl.config_heredoc(
+            "exec docker-entrypoint.sh redis-server - --appendonly yes "
+            '--maxmemory "$((limit_mb * 3 / 4))mb" --maxmemory-policy noeviction')
         spec = DataServiceSpec(
             service="redis",
             data_path="/data",
             # The passwords come from the environment, not the command line, so
             # they are not in `docker inspect`'s Cmd; the users are written on
             # redis-server's stdin at start. REDISCLI_AUTH lets the healthcheck in.
-            envs=[
-                secret_env(redis_acl.ADMIN_PASSWORD_ENV, args.admin_password),
-                secret_env(redis_acl.BACKUP_PASSWORD_ENV, args.backup_password),
-                secret_env(redis_acl.APP_PASSWORD_SHA256_ENV, _digest(args.app_password)),
-                secret_env(redis_acl.EXPORTER_PASSWORD_SHA256_ENV, _digest(args.exporter_password)),
-                secret_env("REDISCLI_AUTH", args.admin_password),
-            ],
-            command=[
-                "sh", "-c",
-                # Through the image's entrypoint: given `redis-server` it drops
-                # from root to the redis user (a bare `sh -c` would not).
-                f"{MEMORY_LIMIT_MB} && " + redis_acl.config_heredoc(
-                    "exec docker-entrypoint.sh redis-server - --appendonly yes "
-                    '--maxmemory "$((limit_mb * 3 / 4))mb" --maxmemory-policy noeviction'),
-            ],
-            healthcheck=Healthcheck(test=["CMD-SHELL", f"{ADMIN_CLI} ping | grep -q PONG"]),
+            # On a swarm they are Swarm secrets (files, read by root before the
+            # entrypoint drops to redis), and the environment holds only their
+            # paths: a secret entry would hide the service's whole task spec.
+            envs=[] if swarm else [*(secret_env(k, v) for k, v in secrets.items()),
+                                   secret_env("REDISCLI_AUTH", args.admin_password)],
+            file_secrets=secrets if swarm else {},
+            command=["sh", "-c", f"{MEMORY_LIMIT_MB} && " + (redis_acl.from_files(server) if swarm else server)],
+            healthcheck=Healthcheck(test=["CMD-SHELL", f"{self.admin_cli} ping | grep -q PONG"]),
         )
         self.memory_mb = args.memory_mb
         super().__init__("Redis", name, args, spec, opts)
@@ -70,10 +77,10 @@ class Redis(DataService):
     def _extend(self, args: RedisArgs) -> None:
         # A memory change updates the container in place; this sets the new
         # maxmemory in the running server (a restart reads it from the cgroup).
-        self.maxmemory_step = args.host.command(
+        self.maxmemory_step = self.deployed.host.command(
             f"{self.container_name}-maxmemory",
-            create=in_container(self.container_name,
-                                f'{MEMORY_LIMIT_MB} && {ADMIN_CLI} CONFIG SET maxmemory "$((limit_mb * 3 / 4))mb"'),
+            create=in_container(self.deployed.target,
+                                f'{MEMORY_LIMIT_MB} && {self.admin_cli} CONFIG SET maxmemory "$((limit_mb * 3 / 4))mb"'),
             triggers=[self.container.id, args.memory_mb],
             opts=pulumi.ResourceOptions(parent=self, depends_on=self.deployed.ready),
         )

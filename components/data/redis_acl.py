@@ -11,6 +11,13 @@ asks of the live Redis when it replicates from it (so the backup user needs no
 CONFIG SET, which could point `dir` anywhere). A changed password changes the
 container's environment, so Docker recreates it and the server starts with it:
 rotation is a redeploy, as for every data service.
+
+On a swarm (docs/swarm.md) the same four values are Swarm secrets, files under
+/run/secrets named by `<VAR>_FILE`, and the environment holds no secret: the
+container's shell reads each `<VAR>` from its file (`from_files`) before the
+here-document expands it, and the healthcheck and the maxmemory step read the
+admin's password from its file (`admin_cli`). A changed secret is a new Swarm
+secret, so the service's task is replaced and the server starts with it.
 """
 
 from __future__ import annotations
@@ -22,6 +29,9 @@ ADMIN_PASSWORD_ENV = "REDIS_ADMIN_PASSWORD"
 BACKUP_PASSWORD_ENV = "REDIS_BACKUP_PASSWORD"
 APP_PASSWORD_SHA256_ENV = "REDIS_APP_PASSWORD_SHA256"
 EXPORTER_PASSWORD_SHA256_ENV = "REDIS_EXPORTER_PASSWORD_SHA256"
+# What the server's config reads, in the container's environment order; on a
+# swarm each is read from `<VAR>_FILE` instead.
+SECRET_VARIABLES = (ADMIN_PASSWORD_ENV, BACKUP_PASSWORD_ENV, APP_PASSWORD_SHA256_ENV, EXPORTER_PASSWORD_SHA256_ENV)
 
 ADMIN_USER = "admin"
 APP_USER = "app"
@@ -72,3 +82,22 @@ def config_heredoc(command: str) -> str:
              _user_line(EXPORTER_USER, f"#${EXPORTER_PASSWORD_SHA256_ENV}"),
              f'masterauth "${BACKUP_PASSWORD_ENV}"']
     return f"{command} <<EOF\n" + "".join(f"{line}\n" for line in lines) + "EOF"
+
+
+
+def from_files(command: str, variables: tuple[str, ...] = SECRET_VARIABLES) -> str:
+    """`command` (POSIX sh) after setting each of `variables` from the file its
+    `<VAR>_FILE` names, unless `<VAR>` is already set: the swarm form of the
+    container's command. The values become shell variables, not exported, so
+    the here-document can expand them and no process's environment holds them;
+    a missing or unreadable file stops the command before the server starts."""
+    reads = "".join(f'{v}=${{{v}:-$(cat "${v}_FILE")}} && ' for v in variables)
+    return reads + command
+
+
+def admin_cli(swarm: bool) -> str:
+    """redis-cli logged in as the admin, for the container's healthcheck and the
+    steps that `docker exec` into it: its password from REDISCLI_AUTH in the
+    environment, or on a swarm from the admin password's file."""
+    cli = f"redis-cli --user {ADMIN_USER}"
+    return f'REDISCLI_AUTH="${{REDISCLI_AUTH:-$(cat "${ADMIN_PASSWORD_ENV}_FILE")}}" {cli}' if swarm else cli

@@ -1,5 +1,10 @@
 """What the four data services share: a pinned image, a named data volume, and one
-hardened container on the internal backend network, never published on the host."""
+hardened container on the internal backend network, never published on the host.
+
+On a swarm the container is a service of one task pinned to the data node,
+where its volume and image are (the component's provider is the data node's,
+components/host/runtime.py), updated stop-first: never two servers on one
+data directory."""
 
 from __future__ import annotations
 
@@ -9,9 +14,10 @@ from typing import Mapping, Optional, Sequence
 import pulumi
 import pulumi_docker as docker
 
-from components.host.containers import ContainerSpec, Deployed, Healthcheck, data_volume, hardened_container, pulled_image
-from components.host.docker_host import DockerHost
+from components.host.containers import ContainerSpec, Deployed, Healthcheck, data_volume, pulled_image
+from components.host.runtime import Runtime
 from components.host.images import built_image
+from components.swarm.service import Placement
 from settings.naming import Naming
 
 
@@ -20,8 +26,8 @@ class DataServiceArgs:
     naming: Naming
     image: str
     memory_mb: int
-    backend_network: pulumi.Input[str]
-    host: DockerHost
+    backend_network: pulumi.Input[str]  # Runtime.network's form: a name, or on a swarm an id
+    runtime: Runtime
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -35,6 +41,8 @@ class DataServiceSpec:
     # directory: a later change of it (a rotated password) must not replace the
     # running service, and is applied by a step instead.
     env_read_at_init_only: bool = False
+    # Of `file_secrets`, those read only at init (on a swarm they keep their first value).
+    secrets_read_at_init_only: Sequence[str] = ()
     # Build the image from this folder (relative to the project; its Dockerfile
     # takes DataServiceArgs.image as the build arg BASE_IMAGE) instead of pulling it.
     build_context: Optional[str] = None
@@ -43,6 +51,12 @@ class DataServiceSpec:
     labels: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
     # Processes and threads; None: the service's row in components/host/hardening.py.
     pids_limit: Optional[int] = None
+    # Variables the image also reads as <NAME>_FILE (Runtime.deploy), readable by this uid.
+    file_secrets: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
+    secrets_owner: str = "0"
+    secret_names_relative: bool = False
+    # Swarm secrets at paths the image reads itself (Runtime.deploy mounted_secrets): a swarm only.
+    mounted_secrets: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
 
 
 class DataService(pulumi.ComponentResource):
@@ -63,7 +77,7 @@ class DataService(pulumi.ComponentResource):
                                 opts=child).image_name
         else:
             image = pulled_image(f"{self.container_name}-image", args.image, child).name
-        self.deployed = hardened_container(
+        self.deployed = args.runtime.deploy(
             ContainerSpec(
                 name=self.container_name,
                 image=image,
@@ -77,19 +91,24 @@ class DataService(pulumi.ComponentResource):
                 volumes=[docker.ContainerVolumeArgs(volume_name=self.volume.name, container_path=spec.data_path),
                          *spec.volumes],
                 labels=spec.labels,
-                host=args.host,
+                host=args.runtime.node_host("data"),
                 pids_limit=spec.pids_limit,
             ),
+            Placement(role="data", replicas=1, exclusive=True),
             # Two containers must never share one data directory, and the name is
             # fixed: the old container goes before its replacement starts.
             pulumi.ResourceOptions(parent=self, delete_before_replace=True,
                                    ignore_changes=["envs"] if spec.env_read_at_init_only else None),
+            file_secrets=spec.file_secrets, secrets_owner=spec.secrets_owner,
+            secrets_read_at_init_only=spec.secrets_read_at_init_only, secret_names_relative=spec.secret_names_relative,
+            mounted_secrets=spec.mounted_secrets,
         )
         self._extend(args)
         self.register_outputs(self._outputs())
 
     @property
-    def container(self) -> docker.Container:
+    def container(self) -> pulumi.CustomResource:
+        """The docker.Container, or on a swarm the docker.Service."""
         return self.deployed.container
 
     @property

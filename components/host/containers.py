@@ -119,14 +119,20 @@ class ContainerSpec:
 
 @dataclass(frozen=True)
 class Deployed:
-    """A container and its health step: depend on `ready` to use the container."""
+    """A container (on a swarm, a service: components/host/runtime.py) and what
+    gates it: depend on `ready` to use it. A step reaches it on `host` with
+    `docker exec <target>` (components/host/docker_host.py in_container)."""
 
-    container: docker.Container
+    container: pulumi.CustomResource
     healthy: pulumi.CustomResource
+    host: DockerHost
+    target: str
 
     @property
     def ready(self) -> list[pulumi.Resource]:
-        return [self.container, self.healthy]
+        # A service is its own gate: the provider waits until its tasks run, and
+        # Swarm reports a task running only once its healthcheck passed.
+        return [self.container] if self.healthy is self.container else [self.container, self.healthy]
 
 
 def log_opts_label() -> str:
@@ -179,7 +185,7 @@ def hardened_container(spec: ContainerSpec, opts: pulumi.ResourceOptions) -> Dep
         triggers=[container.id],
         opts=pulumi.ResourceOptions(parent=opts.parent, depends_on=[container]),
     )
-    return Deployed(container, healthy)
+    return Deployed(container, healthy, spec.host, spec.name)
 
 
 def pulled_image(name: str, ref: str, opts: pulumi.ResourceOptions) -> docker.RemoteImage:
@@ -187,11 +193,13 @@ def pulled_image(name: str, ref: str, opts: pulumi.ResourceOptions) -> docker.Re
     return docker.RemoteImage(name, name=ref, keep_locally=True, opts=opts)
 
 
-def labelled_volume(name: str, *, environment: str, service: str, opts: pulumi.ResourceOptions) -> docker.Volume:
-    """A named volume carrying the environment and service labels every volume has."""
+def labelled_volume(name: str, *, environment: str, service: str, opts: pulumi.ResourceOptions,
+                    volume_name: Optional[str] = None) -> docker.Volume:
+    """A named volume carrying the environment and service labels every volume has;
+    `volume_name` when Docker's name differs from the resource's (one per swarm node)."""
     return docker.Volume(
         name,
-        name=name,
+        name=volume_name or name,
         labels=[
             docker.VolumeLabelArgs(label=f"{LABEL_PREFIX}.environment", value=environment),
             docker.VolumeLabelArgs(label=f"{LABEL_PREFIX}.service", value=service),

@@ -25,11 +25,18 @@ from settings.model import RegistryConfig
 _COMPONENTS = Path(__file__).resolve().parents[1]
 
 
+class ShellWord(str):
+    """A parameter the shell expands when the step runs (a command
+    substitution), written as is rather than quoted."""
+
+
 def host_script(path: str, **params: object) -> str:
     """A script from a component's scripts/ folder (`concern/scripts/name`, or a name in
-    host/scripts), with its parameters set as shell variables above its text."""
+    host/scripts), with its parameters set as shell variables above its text
+    (quoted, except a ShellWord)."""
     file = _COMPONENTS / path if "/" in path else _COMPONENTS / "host" / "scripts" / path
-    header = "".join(f"{key}={shlex.quote(str(value))}\n" for key, value in params.items())
+    header = "".join(f"{key}={value if isinstance(value, ShellWord) else shlex.quote(str(value))}\n"
+                     for key, value in params.items())
     return header + file.read_text()
 
 

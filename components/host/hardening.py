@@ -26,7 +26,8 @@ from typing import Mapping, Optional
 
 DROP = ("ALL",)
 # Mount options of every tmpfs: nothing on it runs or is a device.
-TMPFS_OPTIONS = "rw,noexec,nosuid,nodev,size=64m"
+TMPFS_SIZE_MB = 64
+TMPFS_OPTIONS = f"rw,noexec,nosuid,nodev,size={TMPFS_SIZE_MB}m"
 # Processes and threads per container: several times what any of our services
 # runs (Go and Rust runtimes start a thread per core; the app's thread pools
 # are bounded), far below the kernel's pid_max.

@@ -13,6 +13,15 @@ the SMTP server and the webhook. What changes with a release or a switch (the
 scrape targets) is written into the running Prometheus by a step; what changes
 with settings (config, rules, credentials) is uploaded into the container,
 which is then replaced with its TSDB kept on a volume (components/monitoring/prometheus.py).
+
+On a swarm (docs/swarm.md) Prometheus, Alertmanager and the PostgreSQL and
+Redis exporters stay containers on the manager, on the attachable overlay
+networks, their volumes local to it; node-exporter is a global service, one
+task per node. Prometheus finds the app, Flower and node-exporter tasks by
+DNS (`tasks.<service>`), and its whole configuration (which names the active
+slot, the deployed slots and their replicas) is written into the running
+container by one step, `<env>-prometheus-config`, then reloaded (SIGHUP): a
+switch or a release changes a file, not the container.
 """
 
 from __future__ import annotations
@@ -29,7 +38,9 @@ from components.monitoring import prometheus as mc
 from components.host.containers import (
     ContainerSpec, Deployed, Healthcheck, hardened_container, labelled_volume, pulled_image,
 )
-from components.host.docker_host import DockerHost, in_container
+from components.host.docker_host import in_container
+from components.host.runtime import Runtime
+from components.swarm.service import Placement
 from components.monitoring.rules import MEMORY_METRICS, RulesSpec, backup_stale_after
 from components.host.networks import labelled_network
 from components.data import redis_acl
@@ -38,17 +49,38 @@ from settings.model import BackupSchedule, ImagesConfig, MonitoringConfig, SmtpC
 from settings.naming import POSTGRES_PORT, REDIS_PORT, Naming
 
 TEXTFILE_DIR = "/textfile"
+# SIGHUP to Prometheus (PID 1), then wait until its last successful reload is
+# newer than the signal, failing if the reload failed (its metrics say which).
+RELOAD_SCRIPT = f"""\
+sent=$(date +%s)
+kill -HUP 1
+for attempt in $(seq 1 60); do
+    metrics=$(wget -q -O - http://localhost:{mc.PROMETHEUS_PORT}/metrics)
+    if printf '%s\\n' "$metrics" | grep -q '^prometheus_config_last_reload_successful 0'; then
+        echo "prometheus: the new configuration was refused" >&2; exit 1
+    fi
+    # The timestamp may be printed as 1.7e+09: compared by awk, not by the shell.
+    if printf '%s\\n' "$metrics" | awk -v sent="$sent" \\
+            '$1 == "prometheus_config_last_reload_success_timestamp_seconds" && $2 + 0 >= sent {{ok = 1}} END {{exit !ok}}'
+    then echo "prometheus: configuration reloaded"; exit 0; fi
+    sleep 1
+done
+echo "prometheus: no reload within 60s" >&2; exit 1"""
 
 
 @dataclass(frozen=True, kw_only=True)
 class MonitoringArgs:
     naming: Naming
-    host: DockerHost
+    runtime: Runtime
     settings: MonitoringConfig
     images: ImagesConfig
     memory_mb: Mapping[str, int]
-    backend_network: pulumi.Input[str]
+    backend_network: pulumi.Input[str]  # by name: Prometheus and the exporters are containers
+    # Runtime.network's form, for node-exporter (a service on a swarm).
+    backend_network_ref: pulumi.Input[str]
     targets: mc.ScrapeTargets
+    # runtime swarm: slot -> replicas, for the "fewer running tasks than replicas" alert.
+    slot_replicas: Mapping[str, int]
     # Credentials Prometheus and the exporters present (secret Outputs).
     flower_user: str
     flower_password: pulumi.Input[str]
@@ -91,7 +123,9 @@ class Monitoring(pulumi.ComponentResource):
             self._node_exporter()
             if alerting:
                 self._alertmanager()
-            self._targets(self._prometheus(alerting))
+            prometheus = self._prometheus(alerting)
+            if not args.runtime.swarm:  # on a swarm, part of the config step
+                self._targets(prometheus)
         self.register_outputs({"level": self.level, "containers": self.container_names})
 
     # -- helpers -------------------------------------------------------------
@@ -107,7 +141,7 @@ class Monitoring(pulumi.ComponentResource):
         image = pulled_image(f"{name}-image", getattr(self._args.images, service.replace("-", "_")), self._child())
         deployed = hardened_container(
             ContainerSpec(name=name, image=image.name, environment=n.env, service=service,
-                          memory_mb=self._args.memory_mb[service], host=self._args.host,
+                          memory_mb=self._args.memory_mb[service], host=self._args.runtime.host,
                           networks=networks or [(self._args.backend_network, [service])], **spec),
             # Fixed names: the old container goes before its replacement starts.
             self._child(delete_before_replace=True, depends_on=list(depends_on)),
@@ -150,18 +184,36 @@ class Monitoring(pulumi.ComponentResource):
         )
 
     def _node_exporter(self) -> None:
-        """Only two collectors: the disk under the Docker volumes, and the backup textfile."""
+        """Only two collectors: the disk under the Docker volumes, and the backup
+        textfile. On a swarm one task per node, each with the probe volume of its
+        node; the textfile volume is the data node's (elsewhere Docker makes an
+        empty one of that name)."""
         n, a = self._args.naming, self._args
-        probe = self._volume(n.volume("node_exporter", "probe"), "node-exporter")
-        volumes = [docker.ContainerVolumeArgs(volume_name=probe.name, container_path=mc.DISK_PROBE_PATH,
+        runtime = a.runtime
+        probe_name = n.volume("node_exporter", "probe")
+        probes = [labelled_volume(f"{probe_name}-{node}" if runtime.swarm else probe_name, environment=n.env,
+                                  service="node-exporter", volume_name=probe_name,
+                                  opts=self._child(provider=host.provider) if runtime.swarm else self._child())
+                  for node, host in runtime.node_hosts(None).items()]
+        volumes = [docker.ContainerVolumeArgs(volume_name=probes[0].name, container_path=mc.DISK_PROBE_PATH,
                                               read_only=True)]
         command = ["--collector.disable-defaults", "--collector.filesystem"]
         if a.backup_metrics_volume is not None:
             volumes.append(docker.ContainerVolumeArgs(volume_name=a.backup_metrics_volume,
                                                       container_path=TEXTFILE_DIR, read_only=True))
             command += ["--collector.textfile", f"--collector.textfile.directory={TEXTFILE_DIR}"]
-        self._container("node-exporter", command=command, volumes=volumes,
-                        healthcheck=_wget(f"http://localhost:{mc.NODE_EXPORTER_PORT}/"))
+        spec = dict(command=command, volumes=volumes, healthcheck=_wget(f"http://localhost:{mc.NODE_EXPORTER_PORT}/"))
+        if not runtime.swarm:
+            self._container("node-exporter", **spec)
+            return
+        name = n.container("node-exporter")
+        image = pulled_image(f"{name}-image", a.images.node_exporter, self._child())
+        runtime.deploy(
+            ContainerSpec(name=name, image=image.name, environment=n.env, service="node-exporter",
+                          memory_mb=a.memory_mb["node-exporter"], host=runtime.host,
+                          networks=[(a.backend_network_ref, ["node-exporter"])], **spec),
+            Placement(role=None, replicas=None), self._child(depends_on=probes))
+        self.container_names.append(name)
 
     # -- alerting ------------------------------------------------------------
 
@@ -199,22 +251,63 @@ class Monitoring(pulumi.ComponentResource):
     def _prometheus(self, alerting: bool) -> Deployed:
         n, a = self._args.naming, self._args
         config_path = f"{mc.CONFIG_DIR}/{mc.CONFIG_FILE}"
-        uploads = [
-            _upload(config_path, mc.PrometheusSpec(naming=n, flower_user=a.flower_user, alerting=alerting).render()),
-            _upload(f"{mc.CONFIG_DIR}/{mc.QDRANT_API_KEY_FILE}", pulumi.Output.secret(a.qdrant_api_key)),
-            _upload(f"{mc.CONFIG_DIR}/{mc.FLOWER_PASSWORD_FILE}", pulumi.Output.secret(a.flower_password)),
-        ]
-        if alerting:
-            uploads += [_upload(f"{mc.CONFIG_DIR}/{mc.RULES_DIR}/{file}", text)
-                        for file, text in self._rules_spec().files().items()]
+        files = self._prometheus_files(alerting)
+        # On a swarm the files are written by `<env>-prometheus-config` instead
+        # (it starts on the image's own config, for the seconds until then).
+        uploads = [] if a.runtime.swarm else [_upload(path, content) for path, content in files.items()]
         data = self._volume(n.volume("prometheus", "tsdb"), "prometheus")
-        return self._container(
+        deployed = self._container(
             "prometheus",
             command=[f"--config.file={config_path}", "--storage.tsdb.path=/prometheus",
                      f"--storage.tsdb.retention.time={a.settings.retention_days}d"],
             volumes=[docker.ContainerVolumeArgs(volume_name=data.name, container_path="/prometheus")],
             uploads=uploads,
             healthcheck=_wget(f"http://localhost:{mc.PROMETHEUS_PORT}/-/ready"),
+        )
+        if a.runtime.swarm:
+            self._write_config(deployed, files)
+        return deployed
+
+    def _prometheus_files(self, alerting: bool) -> dict[str, pulumi.Input[str]]:
+        """Path under /etc/prometheus -> content: prometheus.yml, the secrets it
+        reads, and the rule files."""
+        n, a = self._args.naming, self._args
+        swarm = mc.SwarmSlots(slots=sorted(a.slot_replicas), active_slot=a.targets.active_slot) \
+            if a.runtime.swarm else None
+        files: dict[str, pulumi.Input[str]] = {
+            f"{mc.CONFIG_DIR}/{mc.CONFIG_FILE}": mc.PrometheusSpec(
+                naming=n, flower_user=a.flower_user, alerting=alerting, swarm=swarm).render(),
+            f"{mc.CONFIG_DIR}/{mc.QDRANT_API_KEY_FILE}": pulumi.Output.secret(a.qdrant_api_key),
+            f"{mc.CONFIG_DIR}/{mc.FLOWER_PASSWORD_FILE}": pulumi.Output.secret(a.flower_password),
+        }
+        if alerting:
+            files.update({f"{mc.CONFIG_DIR}/{mc.RULES_DIR}/{file}": text
+                          for file, text in self._rules_spec().files().items()})
+        return files
+
+    def _write_config(self, prometheus: Deployed, files: Mapping[str, pulumi.Input[str]]) -> None:
+        """runtime swarm: `files` written into the running Prometheus (each aside,
+        then renamed; rule files no longer rendered removed), checked with its
+        promtool, then reloaded by SIGHUP; passes once the reload succeeded."""
+        n, a = self._args.naming, self._args
+        paths = sorted(files)
+
+        def script(contents: list[str]) -> str:
+            out = ["set -eu", f"rm -f {mc.CONFIG_DIR}/{mc.RULES_DIR}/*.yml"]
+            for path, content in zip(paths, contents):
+                out += [f'mkdir -p "$(dirname {path})"', f"cat > {path}.next <<'SHIA_CHATBOT_FILE_END'",
+                        content.rstrip("\n"), "SHIA_CHATBOT_FILE_END", f"mv {path}.next {path}"]
+            return "\n".join(out + [f"promtool check config {mc.CONFIG_DIR}/{mc.CONFIG_FILE} > /dev/null",
+                                    RELOAD_SCRIPT]) + "\n"
+
+        a.runtime.host.command(
+            f"{n.env}-prometheus-config",
+            # The files travel on stdin (some are secrets), read by the container's sh.
+            create=in_container(prometheus.target, "exec sh -s", stdin=True),
+            stdin=pulumi.Output.all(*(files[p] for p in paths)).apply(script),
+            # Again on a new container: it starts on the image's own config.
+            triggers=[prometheus.container.id],
+            opts=self._child(depends_on=[*prometheus.ready, *a.scrape_after]),
         )
 
     def _rules_spec(self) -> RulesSpec:
@@ -224,7 +317,8 @@ class Monitoring(pulumi.ComponentResource):
         textfile = a.backup_metrics_volume is not None
         stale_after = backup_stale_after(a.backup_schedule) if textfile else {}
         return RulesSpec(environment=a.naming.env, memory_limit_mb={job: a.memory_mb[job] for job in MEMORY_METRICS},
-                         backup_stale_after=stale_after, wal_archiving=textfile)
+                         backup_stale_after=stale_after, wal_archiving=textfile,
+                         slot_replicas=a.slot_replicas if a.runtime.swarm else {})
 
     def _targets(self, prometheus: Deployed) -> None:
         """One step per targets file, into the running Prometheus: written aside, then
@@ -233,7 +327,7 @@ class Monitoring(pulumi.ComponentResource):
         for job, content in a.targets.files().items():
             path = f"{mc.CONFIG_DIR}/{mc.targets_file(job)}"
             script = f'set -eu; mkdir -p "$(dirname {path})"; cat > {path}.next; mv {path}.next {path}'
-            a.host.command(
+            a.runtime.host.command(
                 f"{n.env}-prometheus-targets-{job}",
                 create=in_container(n.container("prometheus"), script, stdin=True),
                 stdin=content,

@@ -29,11 +29,14 @@ What is measured, and what is not:
 - Disk: the free space of the filesystem under Docker's named volumes, through
   node-exporter's probe mount (see DISK_PROBE_PATH).
 - The Celery worker: only through Flower (see CeleryWorkerDown).
+- runtime swarm: a slot's running tasks, as the app targets DNS finds that
+  answer their scrape (SlotTasksBelowReplicas): Swarm's own task states would
+  need the Docker socket.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Mapping, Optional
 
@@ -44,6 +47,7 @@ from components.monitoring.prometheus import DISK_PROBE_PATH, YamlModel, header
 from components.backups.backups import backup_periods
 from components.backups.pgbackrest import ARCHIVE_TIMEOUT_SECONDS
 from settings.model import BackupSchedule
+from settings.naming import Naming
 
 # The label that marks the twin of an alert that fires because its series are absent.
 ABSENT = {"data": "absent"}
@@ -106,6 +110,15 @@ MEMORY_METRICS: Mapping[str, str] = {
 MEMORY_ALERT_RATIO = 0.9
 ERROR_RATIO = 0.05  # the guide's 0.05, as a share of requests
 DISK_FREE_RATIO = 0.10
+# runtime swarm. Swarm restarts a failed task within seconds (RESTART_DELAY,
+# components/swarm/service.py) and moves a lost node's tasks once it marks the
+# node down; a new task is scraped within one DNS refresh and one scrape
+# (TASKS_REFRESH, prometheus.py), so a start-first update, whose old task may
+# stop before DNS shows the new one, is one short for that long at most. Still
+# short after 5 minutes: Swarm cannot place or start the task (no app node with
+# room, an image that does not pull, a crash loop). A warning: the slot serves
+# on fewer tasks (AppSlotNoHealthyReplica pages when the live one has none).
+TASKS_BELOW_REPLICAS_FOR = timedelta(minutes=5)
 
 
 class AlertRule(YamlModel):
@@ -159,6 +172,9 @@ class RulesSpec:
     backup_stale_after: Mapping[str, timedelta]
     # Whether node-exporter serves the backup job's WAL archiving metrics.
     wal_archiving: bool
+    # runtime swarm: deployed slot -> its configured replicas. Empty on docker,
+    # where a replica is a container of its own and no rule counts tasks.
+    slot_replicas: Mapping[str, int] = field(default_factory=dict)
 
     def groups(self) -> list[RuleGroup]:
         groups = [self._availability(), self._app(), self._resources()]
@@ -166,6 +182,8 @@ class RulesSpec:
             groups.append(self._backups())
         if self.wal_archiving:
             groups.append(self._wal_archiving())
+        if self.slot_replicas:
+            groups.append(self._tasks())
         return groups
 
     def files(self) -> dict[str, str]:
@@ -333,3 +351,25 @@ class RulesSpec:
                                f"{duration(WAL_METRICS_STALE_AFTER)}: the backup job's every-minute "
                                "`lib/postgres.sh metrics` stopped, or cannot read pg_stat_archiver."),
         ])
+
+    def _tasks(self) -> RuleGroup:
+        # One rule (and one twin) per slot, told apart by their `slot` label, each
+        # with that slot's replicas. sum(up) counts the tasks that answer; a task
+        # that is gone or failing counts 0 until DNS drops it, then has no series.
+        # No task at all leaves no series to sum: the twin.
+        n, for_ = Naming(self.environment), duration(TASKS_BELOW_REPLICAS_FOR)
+        rules = []
+        for slot, replicas in sorted(self.slot_replicas.items()):
+            up, tasks = f'up{{job="app", slot="{slot}"}}', Naming.tasks(n.app_service(slot))
+            rules += [
+                _alert("SlotTasksBelowReplicas", f"sum by (slot) ({up}) < {replicas}", for_=for_,
+                       severity="warning", labels={"slot": slot},
+                       summary="An app slot runs fewer tasks than its replicas",
+                       description=f"Slot {slot} has {{{{ $value }}}} answering tasks; its replicas: {replicas}. "
+                                   "Swarm cannot place or start the rest, or they fail their scrape."),
+                _alert("SlotTasksBelowReplicas", _absent(up), for_=for_, severity="warning",
+                       labels={"slot": slot, **ABSENT}, summary="An app slot runs no task",
+                       description=f"DNS finds no task of slot {slot} ({tasks}); its replicas: {replicas}. "
+                                   "Swarm runs none of them, or the service is gone."),
+            ]
+        return RuleGroup(name="tasks", rules=rules)

@@ -7,6 +7,11 @@ on the config volume. `<env>-router-config` installs the rendered config
 so a switch reloads nothing and replaces nothing. The container, whose
 published ports could not be handed over without a gap, is replaced only when
 its own inputs change (its image, ports, TLS mounts).
+
+On a swarm nginx is a global service on the edge nodes, publishing its ports
+in host mode on each (no ingress mesh: it needs IPVS). Each edge node has its
+own config volume, and the two steps run once per edge node, on it, into its
+task: `<env>-router-config-<node>`, `<env>-router-switch-<node>`.
 """
 
 from __future__ import annotations
@@ -17,8 +22,10 @@ from typing import Optional, Sequence
 import pulumi
 import pulumi_docker as docker
 
-from components.host.containers import ContainerSpec, Deployed, Healthcheck, hardened_container, pulled_image
-from components.host.docker_host import DockerHost, in_container
+from components.host.containers import ContainerSpec, Deployed, Healthcheck, pulled_image
+from components.host.docker_host import in_container
+from components.host.runtime import Runtime, task_of
+from components.swarm.service import Placement
 from components.router.nginx_config import (
     APPLY_SCRIPT, CONF_DIR, NJS_MODULE, SLOT_FILE, STATUS_URL, SWITCH_SCRIPT, WORKER_SHUTDOWN_TIMEOUT, RouterSpec,
     digest,
@@ -36,7 +43,7 @@ STOP_TIMEOUT = 70
 @dataclass(frozen=True, kw_only=True)
 class RouterArgs:
     naming: Naming
-    host: DockerHost
+    runtime: Runtime
     image: str
     memory_mb: int
     spec: RouterSpec
@@ -52,16 +59,22 @@ class RouterArgs:
 
 class Router(pulumi.ComponentResource):
     deployed: Deployed
-    config_step: pulumi.CustomResource
-    switch_step: pulumi.CustomResource
+    config_steps: list[pulumi.CustomResource]  # one per edge node (one host: one)
+    switch_steps: list[pulumi.CustomResource]
 
     def __init__(self, name: str, args: RouterArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("shia-chatbot:router:Router", name, None, opts)
         n = args.naming
         self.container_name = n.container("nginx")
-        conf_volume = docker.Volume(n.config_volume("nginx"), name=n.config_volume("nginx"),
-                                    opts=pulumi.ResourceOptions(parent=self))
-        volumes = [docker.ContainerVolumeArgs(volume_name=conf_volume.name, container_path=CONF_DIR)]
+        runtime = args.runtime
+        # The config volume, on each node nginx runs on (one host: the host).
+        edges = runtime.node_hosts("edge")
+        conf_volumes = [
+            docker.Volume(f"{n.config_volume('nginx')}-{node}" if runtime.swarm else n.config_volume("nginx"),
+                          name=n.config_volume("nginx"),
+                          opts=pulumi.ResourceOptions(parent=self, provider=edge.provider if runtime.swarm else None))
+            for node, edge in edges.items()]
+        volumes = [docker.ContainerVolumeArgs(volume_name=conf_volumes[0].name, container_path=CONF_DIR)]
         ports = [docker.ContainerPortArgs(internal=HTTP_PORT, external=args.published_http_port)]
         if args.published_https_port:
             ports.append(docker.ContainerPortArgs(internal=HTTPS_PORT, external=args.published_https_port))
@@ -73,7 +86,7 @@ class Router(pulumi.ComponentResource):
                                            container_path="/var/www/certbot", read_only=True),
             ]
         image = pulled_image(f"{self.container_name}-image", args.image, pulumi.ResourceOptions(parent=self))
-        self.deployed = hardened_container(
+        self.deployed = runtime.deploy(
             ContainerSpec(
                 name=self.container_name,
                 image=image.name,
@@ -86,29 +99,35 @@ class Router(pulumi.ComponentResource):
                 volumes=volumes,
                 healthcheck=Healthcheck(test=["CMD-SHELL", 'kill -0 "$(cat /var/run/nginx.pid)"']),
                 stop_timeout=STOP_TIMEOUT,
-                host=args.host,
+                host=runtime.host,
             ),
-            pulumi.ResourceOptions(parent=self, delete_before_replace=True),
+            Placement(role="edge", replicas=None),
+            pulumi.ResourceOptions(parent=self, delete_before_replace=True, depends_on=conf_volumes),
         )
         self.config_digest = args.spec.config_digest
         bundle = args.spec.bundle()
-        self.config_step = args.host.command(
-            f"{n.env}-router-config",
-            create=in_container(self.container_name, APPLY_SCRIPT, stdin=True, env={
-                "ROUTER_DIR": CONF_DIR, "NGINX_GLOBALS": LOAD_NJS, "STATUS_URL": STATUS_URL,
-                "EXPECT": args.spec.config_digest}),
-            stdin=bundle,
-            # Again on a new container: it starts with whatever the volume holds.
-            triggers=[digest(bundle), self.deployed.container.id],
-            opts=pulumi.ResourceOptions(parent=self, depends_on=self.deployed.ready),
-        )
-        self.switch_step = args.host.command(
-            f"{n.env}-router-switch",
-            create=in_container(self.container_name, SWITCH_SCRIPT, stdin=True, env={
-                "SLOT_FILE": f"{CONF_DIR}/{SLOT_FILE}", "STATUS_URL": STATUS_URL}),
-            stdin=f"{args.active_slot}\n",
-            triggers=[self.deployed.container.id],
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.config_step, *args.switch_after]),
-        )
+        self.config_steps, self.switch_steps = [], []
+        for node, edge in edges.items():
+            suffix = f"-{node}" if runtime.swarm else ""
+            target = task_of(self.container_name) if runtime.swarm else self.container_name
+            config_step = edge.command(
+                f"{n.env}-router-config{suffix}",
+                create=in_container(target, APPLY_SCRIPT, stdin=True, env={
+                    "ROUTER_DIR": CONF_DIR, "NGINX_GLOBALS": LOAD_NJS, "STATUS_URL": STATUS_URL,
+                    "EXPECT": args.spec.config_digest}),
+                stdin=bundle,
+                # Again on a new container: it starts with whatever the volume holds.
+                triggers=[digest(bundle), self.deployed.container.id],
+                opts=pulumi.ResourceOptions(parent=self, depends_on=self.deployed.ready),
+            )
+            self.config_steps.append(config_step)
+            self.switch_steps.append(edge.command(
+                f"{n.env}-router-switch{suffix}",
+                create=in_container(target, SWITCH_SCRIPT, stdin=True, env={
+                    "SLOT_FILE": f"{CONF_DIR}/{SLOT_FILE}", "STATUS_URL": STATUS_URL}),
+                stdin=f"{args.active_slot}\n",
+                triggers=[self.deployed.container.id],
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[config_step, *args.switch_after]),
+            ))
         self.register_outputs({"container": self.deployed.container.name, "activeSlot": args.active_slot,
                                "configSha256": self.config_digest})

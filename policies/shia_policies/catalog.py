@@ -13,7 +13,7 @@ from pathlib import Path
 from pulumi_policy import Policy
 
 from shia_policies import (
-    app_settings, credentials, docker_host, exposure, hardening, images, naming, operability, routing, storage,
+    app_settings, credentials, docker_host, exposure, hardening, images, naming, operability, routing, storage, swarm,
 )
 from shia_policies.spec import Rule
 from shia_policies.stack import StackContext
@@ -23,7 +23,7 @@ THRESHOLDS = Path(__file__).resolve().parents[1] / "config"
 
 RULES: list[Rule] = [
     *app_settings.RULES, *images.RULES, *naming.RULES, *exposure.RULES, *operability.RULES,
-    *hardening.RULES, *credentials.RULES, *storage.RULES, *routing.RULES, *docker_host.RULES,
+    *hardening.RULES, *credentials.RULES, *storage.RULES, *routing.RULES, *docker_host.RULES, *swarm.RULES,
 ]
 
 

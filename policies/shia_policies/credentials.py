@@ -60,7 +60,13 @@ def _redis(container: Container, report: ReportViolation) -> None:
     _require(container, variable[1], "Redis would accept the empty password", report)
 
 
+# Where a swarm's Qdrant reads its keys (config/local.yaml under its working directory).
+QDRANT_SECRET_CONFIG = "/qdrant/config/local.yaml"
+
+
 def _qdrant(container: Container, report: ReportViolation) -> None:
+    if QDRANT_SECRET_CONFIG in container.secret_files:
+        return
     _require(container, "QDRANT__SERVICE__API_KEY", "anyone on its network can read and delete collections",
              report)
 
@@ -75,6 +81,8 @@ def _minio(container: Container, report: ReportViolation) -> None:
             report(f"the MinIO {what} {problem}.")
     if password is not None and 0 < len(password) < MINIO_MIN_PASSWORD:
         report(f"the MinIO root password is shorter than {MINIO_MIN_PASSWORD} characters.")
+    if container.from_secret_file("MINIO_ROOT_USER") and container.from_secret_file("MINIO_ROOT_PASSWORD"):
+        return
     if user is None or password is None:
         env.settle("MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD")
         report("MINIO_ROOT_USER / MINIO_ROOT_PASSWORD are not set: MinIO falls back to minioadmin:minioadmin.")
@@ -89,6 +97,9 @@ def _postgres(container: Container, report: ReportViolation) -> None:
 
 
 def _require(container: Container, key: str, consequence: str, report: ReportViolation) -> None:
+    """`key` set and not weak, or on a swarm read from a mounted secret (its value generated)."""
+    if container.from_secret_file(key):
+        return
     value = container.env.get(key)
     problem = _weak(value) if value is not None else None
     if problem:

@@ -79,6 +79,11 @@ def container_hardening(c: Check, args: ResourceValidationArgs, report: ReportVi
         if is_sensitive(path):
             report(f"host path {path!r} is mounted: it exposes the Docker socket or the host system.")
     options = known_items(props.get("securityOpts"))[0]
+    if container.swarm:
+        # A service has no no-new-privileges (neither this provider nor Docker
+        # 20.10's service API): with every capability out of the bounding set, a
+        # setuid binary gains no capability. capabilities-dropped checks that.
+        return
     if not any(option in NO_NEW_PRIVILEGES for option in options):
         report("securityOpts lacks no-new-privileges: a setuid binary could raise a process's privileges.")
 

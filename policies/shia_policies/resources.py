@@ -22,6 +22,7 @@ from typing import Any, Iterable, Mapping, Optional, Sequence
 from pulumi_policy.proxy import UnknownValueError
 
 CONTAINER = "docker:index/container:Container"
+SERVICE = "docker:index/service:Service"
 VOLUME = "docker:index/volume:Volume"
 NETWORK = "docker:index/network:Network"
 REMOTE_IMAGE = "docker:index/remoteImage:RemoteImage"
@@ -86,15 +87,86 @@ class Env:
             raise self.unknown
 
 
-class Container:
-    """A docker container's inputs, with the facts the rules ask about."""
+_MIB = 1024 * 1024
+# What a Swarm restart policy's condition amounts to on a container.
+_RESTART = {"any": "always", "on-failure": "on-failure", "none": "no"}
 
-    def __init__(self, props: Mapping[str, Any]):
+
+def service_as_container(props: Mapping[str, Any]) -> dict[str, Any]:
+    """A Swarm service's inputs (docker:index/service:Service, kreuzwerker
+    v4.5 schema) in a container's shape, so every container rule judges a
+    service's tasks too: its containerSpec, resources, restart policy, log
+    driver, networks and published ports under the container's input names.
+    What a service cannot have (securityOpts: no-new-privileges has no field
+    in this provider nor in Docker 20.10's service API) is absent."""
+    task = props.get("taskSpec") or {}
+    spec = task.get("containerSpec") or {}
+    volumes, tmpfs = [], {}
+    for mount in known_items(spec.get("mounts"))[0]:
+        kind = mount.get("type")
+        if kind == "tmpfs":
+            tmpfs[mount.get("target")] = ""
+        elif kind in ("volume", "bind"):
+            volumes.append({"volumeName" if kind == "volume" else "hostPath": mount.get("source"),
+                            "containerPath": mount.get("target"), "readOnly": bool(mount.get("readOnly"))})
+    limits = (task.get("resources") or {}).get("limits") or {}
+    log = task.get("logDriver") or {}
+    return {
+        "name": props.get("name"),
+        "image": spec.get("image"),
+        "labels": props.get("labels"),
+        "command": spec.get("args"),
+        "envs": [f"{k}={v}" for k, v in (spec.get("env") or {}).items()],
+        "healthcheck": spec.get("healthcheck"),
+        "restart": _RESTART.get((task.get("restartPolicy") or {}).get("condition") or "any"),
+        "memory": int(limits.get("memoryBytes") or 0) // _MIB,
+        "logDriver": log.get("name"),
+        "logOpts": log.get("options") or {},
+        "capabilities": {"drops": spec.get("capDrops"), "adds": spec.get("capAdds")},
+        "readOnly": spec.get("readOnly"),
+        "volumes": volumes,
+        "tmpfs": tmpfs,
+        "networksAdvanced": [{"name": n.get("id") or n.get("name"), "aliases": n.get("aliases")}
+                             for n in known_items(task.get("networksAdvanceds"))[0]],
+        "ports": [{"internal": p.get("targetPort"), "external": p.get("publishedPort"), "protocol": p.get("protocol")}
+                  for p in known_items((props.get("endpointSpec") or {}).get("ports"))[0]],
+    }
+
+
+class Container:
+    """A docker container's inputs, with the facts the rules ask about; or a
+    Swarm service's (`swarm`), seen as its tasks' container."""
+
+    def __init__(self, props: Mapping[str, Any], swarm_service: Optional[Mapping[str, Any]] = None):
         self.props = props
+        self.swarm = swarm_service is not None
+        self._service_props = swarm_service or {}
 
     @classmethod
     def of(cls, resource_type: str, props: Mapping[str, Any]) -> Optional["Container"]:
+        if resource_type == SERVICE:
+            return cls(service_as_container(props), props)
         return cls(props) if resource_type == CONTAINER else None
+
+    @cached_property
+    def secret_files(self) -> set[str]:
+        """A service's Swarm secrets, by where they are mounted (relative: under /run/secrets)."""
+        spec = ((self._service_props.get("taskSpec") or {}).get("containerSpec") or {})
+        paths = (s.get("fileName") or "" for s in known_items(spec.get("secrets"))[0])
+        return {p if p.startswith("/") else f"/run/secrets/{p}" for p in paths if p}
+
+    def from_secret_file(self, key: str) -> bool:
+        """Whether `key` comes from a mounted Swarm secret (`<key>_FILE` naming one)."""
+        path = self.env.get(f"{key}_FILE")
+        return bool(path) and (path if path.startswith("/") else f"/run/secrets/{path}") in self.secret_files
+
+    @property
+    def replicas(self) -> Optional[int]:
+        """How many run: 1 for a container; a service's replicas, None for a global one."""
+        if not self.swarm:
+            return 1
+        mode = self._service_props.get("mode") or {}
+        return None if mode.get("global") else int((mode.get("replicated") or {}).get("replicas", 1))
 
     @cached_property
     def name(self) -> str:
@@ -150,8 +222,9 @@ class Container:
 
 
 def containers(resources: Iterable[Any]) -> list[tuple[Any, Container]]:
-    """(resource, Container) for every container among a stack policy's resources."""
-    return [(r, Container(r.props)) for r in resources if r.resource_type == CONTAINER]
+    """(resource, Container) for every container and Swarm service among a stack policy's resources."""
+    found = ((r, Container.of(r.resource_type, r.props)) for r in resources)
+    return [(r, container) for r, container in found if container is not None]
 
 
 class RouterConfig:
@@ -174,11 +247,12 @@ class RouterConfig:
 
     @staticmethod
     def is_router_step(resource_type: str, name: str) -> bool:
-        return resource_type in COMMANDS and name.endswith(ROUTER_CONFIG_SUFFIX)
+        """`<env>-router-config`, or on a swarm `<env>-router-config-<edge node>`."""
+        return resource_type in COMMANDS and re.search(rf"{ROUTER_CONFIG_SUFFIX}(-[\w.-]+)?$", name) is not None
 
     @staticmethod
     def is_switch_step(resource_type: str, name: str) -> bool:
-        return resource_type in COMMANDS and name.endswith(ROUTER_SWITCH_SUFFIX)
+        return resource_type in COMMANDS and re.search(rf"{ROUTER_SWITCH_SUFFIX}(-[\w.-]+)?$", name) is not None
 
     @cached_property
     def proxied_names(self) -> list[str]:

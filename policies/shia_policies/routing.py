@@ -69,9 +69,12 @@ def _check_certificates_mounted(certificates, resource, container, report: Repor
 
 def blue_green_slots(c: Check, args: StackValidationArgs, report: ReportViolation) -> None:
     steps, switches = _router_steps(args), _switch_steps(args)
-    if len(steps) != 1 or len(switches) != 1:
+    # One router decides: on one host one config and one switch step; on a
+    # swarm one of each per edge node, all installing the same config and slot.
+    if len(steps) != len(switches) or not steps or len({s.props.get("stdin") for s in steps}) != 1 or len(
+            {(s.props.get("stdin") or "").strip() for s in switches}) != 1:
         report(f"{len(steps)} router config steps and {len(switches)} switch steps: exactly one router "
-               "decides the active slot.")
+               "decides the active slot (one config and one slot, on every edge node alike).")
         if not steps or not switches:
             return
     step, switch = steps[0], switches[0]
@@ -99,8 +102,10 @@ def blue_green_slots(c: Check, args: StackValidationArgs, report: ReportViolatio
                f"(deployed slots: {', '.join(deployed) or 'none'}).", switch.urn)
         return
     minimum = c.settings["minActiveReplicas"]
-    if len(active_apps) < minimum:
-        report(f"the active slot {active!r} has {len(active_apps)} replica(s); {c.env} needs at least {minimum}.",
+    # A container is one replica; a slot's Swarm service runs its replicas as tasks.
+    running = sum(ct.replicas or 0 for ct in active_apps.values())
+    if running < minimum:
+        report(f"the active slot {active!r} has {running} replica(s); {c.env} needs at least {minimum}.",
                switch.urn)
     images = {ct.image for ct in active_apps.values()}
     if len(images) > 1:

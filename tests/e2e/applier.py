@@ -61,7 +61,7 @@ for _path in (ROOT, ROOT / "tools", ROOT / "tests"):
 import harness  # noqa: E402
 from engine import plan  # noqa: E402
 from engine.rules import (  # noqa: E402
-    CONTAINER, IMAGE, LOCAL_COMMAND, NETWORK, REMOTE_COMMAND, REMOTE_IMAGE, VOLUME,
+    CONTAINER, IMAGE, LOCAL_COMMAND, NETWORK, REMOTE_COMMAND, REMOTE_IMAGE, SECRET, SERVICE, VOLUME,
 )
 
 API_VERSION = "v1.41"  # Docker 20.10's; a newer daemon accepts it too
@@ -303,7 +303,7 @@ class Applier:
             handler = {
                 CONTAINER: self._container, NETWORK: self._network, VOLUME: self._volume,
                 REMOTE_IMAGE: self._remote_image, IMAGE: self._image, LOCAL_COMMAND: self._command,
-                REMOTE_COMMAND: self._remote_command,
+                REMOTE_COMMAND: self._remote_command, SERVICE: self._service, SECRET: self._secret,
             }.get(resource.type, self._nothing)
             handler(step, result)
         except Exception as error:
@@ -369,9 +369,10 @@ class Applier:
             inputs = new.inputs
             args = ["network", "create", "--driver", inputs.get("driver") or "bridge"]
             args += ["--internal"] if inputs.get("internal") else []
+            args += ["--attachable"] if inputs.get("attachable") else []
             args += [flag for label in self._labels(inputs) for flag in ("--label", label)]
             network_id = self.daemon.cli(*args, inputs["name"]).stdout.strip()
-            self._remember(new.urn, type=NETWORK, name=inputs["name"], id=network_id)
+            self._remember(new.urn, type=NETWORK, name=inputs["name"], id=network_id, plan_id=new.id)
 
     def _volume(self, step: plan.Step, result: StepResult) -> None:
         old, new = step.old or step.resource, step.resource
@@ -424,6 +425,128 @@ class Applier:
         image_id = self._image_id(inputs["imageName"])
         result.details["id"] = image_id
         self._remember(step.resource.urn, type=IMAGE, name=inputs["imageName"], id=image_id)
+
+    # -- swarm services -------------------------------------------------------
+
+    def _real_id(self, plan_id: str) -> str:
+        with self._lock:
+            found = [r["id"] for r in self.record.values() if r.get("plan_id") == plan_id]
+        if not found:
+            raise ApplyError(f"no resource applied with id {plan_id}")
+        return found[0]
+
+    def _service(self, step: plan.Step, result: StepResult) -> None:
+        """resourceDockerService{Create,Update,Delete}: ServiceCreate, then with
+        converge_config wait until every replica's task runs (on timeout the
+        provider removes the service and fails); ServiceUpdate, then wait for the
+        rolling update to complete (a rollback fails the step); ServiceRemove, then
+        wait up to the stop grace period for its containers to go."""
+        old, new = step.old or step.resource, step.resource
+        if step.kind == "delete" or (step.kind == "replace" and step.delete_first):
+            self._remove_service(old)
+        if step.kind == "update":
+            record = self.record[old.urn]
+            status, current = self.daemon.api("GET", f"/services/{record['id']}")
+            if status != 200:
+                raise ApplyError(f"service {old.inputs['name']}: {current}")
+            version = current["Version"]["Index"]
+            status, body = self.daemon.api("POST", f"/services/{record['id']}/update?version={version}",
+                                           _service_spec(new.inputs, self._real_id))
+            if status != 200:
+                raise ApplyError(f"service update {new.inputs['name']}: {body}")
+            self._converge_update(new, record["id"], result)
+            self._remember(new.urn, type=SERVICE, name=new.inputs["name"], id=record["id"], plan_id=new.id)
+            return
+        if step.kind in ("create", "replace"):
+            status, body = self.daemon.api("POST", "/services/create", _service_spec(new.inputs, self._real_id))
+            if status != 201:
+                raise ApplyError(f"service create {new.inputs['name']}: {body}")
+            service_id = body["ID"]
+            converge = new.inputs.get("convergeConfig")
+            if converge:
+                try:
+                    self._converge_create(new, service_id, converge, result)
+                except ApplyError:
+                    self.daemon.api("DELETE", f"/services/{service_id}")
+                    raise
+            self._remember(new.urn, type=SERVICE, name=new.inputs["name"], id=service_id, plan_id=new.id)
+        if step.kind == "replace" and not step.delete_first:
+            pass  # the old one is deleted at the end, as its own step
+
+    def _secret(self, step: plan.Step, result: StepResult) -> None:
+        """resource_docker_secret.go: SecretCreate (data base64); no update; SecretRemove, which the
+        daemon refuses while a service uses the secret."""
+        old, new = step.old or step.resource, step.resource
+        # A create-first replacement keeps the URN: the old secret waits, as the
+        # engine's pending delete, for the delete step at the end.
+        pending = f"{old.urn}#pending-delete"
+        if step.kind == "delete" or (step.kind == "replace" and step.delete_first):
+            with self._lock:
+                record = self.record.get(pending) or self.record.get(old.urn)
+            if record:
+                status, body = self.daemon.api("DELETE", f"/secrets/{record['id']}")
+                if status not in (200, 204, 404):
+                    raise ApplyError(f"secret {old.inputs['name']}: {body}")
+                self._forget(pending if pending in self.record else old.urn)
+        if step.kind == "replace" and not step.delete_first:
+            with self._lock:
+                self.record[pending] = self.record.get(old.urn)
+        if step.kind in ("create", "replace"):
+            status, body = self.daemon.api("POST", "/secrets/create",
+                                           {"Name": new.inputs["name"], "Data": new.inputs["data"]})
+            if status != 201:
+                raise ApplyError(f"secret {new.inputs['name']}: {body}")
+            self._remember(new.urn, type=SECRET, name=new.inputs["name"], id=body["ID"], plan_id=new.id)
+
+    def _running_tasks(self, service_id: str) -> int:
+        filters = urllib.parse.quote(json.dumps({"service": [service_id], "desired-state": ["running"]}))
+        status, tasks = self.daemon.api("GET", f"/tasks?filters={filters}")
+        return sum(1 for t in tasks or [] if t["Status"]["State"] == "running")
+
+    def _converge_create(self, resource: plan.Resource, service_id: str, converge: dict[str, Any],
+                         result: StepResult) -> None:
+        replicas = int(((resource.inputs.get("mode") or {}).get("replicated") or {}).get("replicas", 1))
+        time.sleep(go_duration_ns(converge.get("delay") or "7s") / 1e9)
+        deadline = time.monotonic() + go_duration_ns(converge.get("timeout") or "3m") / 1e9
+        while self._running_tasks(service_id) < replicas:
+            if time.monotonic() > deadline:
+                raise ApplyError(f"Service with ID ({service_id}) did not converge after {converge.get('timeout')}")
+            time.sleep(1)
+        result.details["converged_replicas"] = replicas
+
+    def _converge_update(self, resource: plan.Resource, service_id: str, result: StepResult) -> None:
+        converge = resource.inputs.get("convergeConfig")
+        if not converge:
+            return
+        time.sleep(7)  # the provider's fixed first wait on update
+        deadline = time.monotonic() + go_duration_ns(converge.get("timeout") or "3m") / 1e9
+        while True:
+            status, service = self.daemon.api("GET", f"/services/{service_id}")
+            state = (service.get("UpdateStatus") or {}).get("State")
+            if state in ("completed", None):
+                result.details["update_state"] = state or "no update status"
+                return
+            if state in ("rollback_completed", "paused", "rollback_paused"):
+                message = (service.get("UpdateStatus") or {}).get("Message", "")
+                raise ApplyError(f"service {state}: {message}")
+            if time.monotonic() > deadline:
+                raise ApplyError(f"service update did not complete after {converge.get('timeout')}: {state}")
+            time.sleep(1)
+
+    def _remove_service(self, resource: plan.Resource) -> None:
+        record = self.record.get(resource.urn)
+        if record is None:
+            return
+        name = resource.inputs["name"]
+        containers = self.daemon.cli("ps", "-aq", "--filter", f"label=com.docker.swarm.service.name={name}",
+                                     check=False).stdout.split()
+        self.daemon.api("DELETE", f"/services/{record['id']}")
+        grace = go_duration_ns(resource.inputs["taskSpec"]["containerSpec"].get("stopGracePeriod") or "0s") / 1e9
+        deadline = time.monotonic() + grace + 10
+        while containers and time.monotonic() < deadline:
+            containers = [c for c in containers if self.daemon.cli("inspect", c, check=False).returncode == 0]
+            time.sleep(0.5)
+        self._forget(resource.urn)
 
     # -- containers ---------------------------------------------------------------
 
@@ -583,6 +706,77 @@ class Applier:
             result.output = _text(logs.stdout) + _text(logs.stderr)
             self.daemon.cli("rm", "-f", name, check=False)
         self._forget(old.urn)
+
+
+def _service_spec(inputs: dict[str, Any], real_id: Callable[[str], str]) -> dict[str, Any]:
+    """The ServiceSpec resourceDockerServiceCreate/Update builds from these inputs
+    (kreuzwerker v4.5.0 resource_docker_service_structures.go createServiceSpec).
+    real_id: the daemon's id of a resource the plan names by its mocked id."""
+    task = inputs["taskSpec"]
+    container = task["containerSpec"]
+    health = container.get("healthcheck") or {}
+    spec_container: dict[str, Any] = {
+        "Image": container["image"],
+        "Args": container.get("args"),
+        "Env": [f"{k}={v}" for k, v in sorted((container.get("env") or {}).items())],
+        "ReadOnly": bool(container.get("readOnly")),
+        "CapabilityDrop": container.get("capDrops"),
+        "CapabilityAdd": container.get("capAdds"),
+        "StopGracePeriod": go_duration_ns(container.get("stopGracePeriod") or "0s"),
+        "Secrets": [{"SecretID": real_id(s["secretId"]), "SecretName": s.get("secretName"),
+                     "File": {"Name": s["fileName"], "UID": s.get("fileUid") or "0", "GID": s.get("fileGid") or "0",
+                              "Mode": int(s.get("fileMode") if s.get("fileMode") is not None else 0o444)}}
+                    for s in container.get("secrets") or []],
+        "Mounts": [
+            {"Type": m["type"], "Source": m.get("source"), "Target": m["target"], "ReadOnly": bool(m.get("readOnly")),
+             **({"TmpfsOptions": {"SizeBytes": int(m["tmpfsOptions"]["sizeBytes"])}} if m.get("tmpfsOptions") else {})}
+            for m in container.get("mounts") or []],
+    }
+    if health:
+        spec_container["Healthcheck"] = {
+            "Test": health.get("tests"), "Interval": go_duration_ns(health.get("interval") or "0s"),
+            "Timeout": go_duration_ns(health.get("timeout") or "0s"), "Retries": int(health.get("retries") or 0),
+            "StartPeriod": go_duration_ns(health.get("startPeriod") or "0s")}
+    placement = task.get("placement") or {}
+    restart = task.get("restartPolicy") or {}
+    limits = (task.get("resources") or {}).get("limits") or {}
+    log = task.get("logDriver")
+
+    def rollout(config: Optional[dict[str, Any]]) -> Optional[dict[str, Any]]:
+        if not config:
+            return None
+        return {"Parallelism": int(config.get("parallelism", 1)), "Delay": go_duration_ns(config.get("delay") or "0s"),
+                "FailureAction": config.get("failureAction") or "pause",
+                "Monitor": go_duration_ns(config.get("monitor") or "0s"),
+                "MaxFailureRatio": float(config.get("maxFailureRatio") or 0), "Order": config.get("order") or "stop-first"}
+
+    mode = inputs.get("mode") or {}
+    endpoint = inputs.get("endpointSpec") or {}
+    return {
+        "Name": inputs["name"],
+        "Labels": {entry["label"]: entry["value"] for entry in inputs.get("labels") or []},
+        "TaskTemplate": {
+            "ContainerSpec": spec_container,
+            "Networks": [{"Target": real_id(n["id"]), "Aliases": n.get("aliases") or []}
+                         for n in task.get("networksAdvanceds") or []],
+            "Placement": {"Constraints": placement.get("constraints") or [],
+                          "Preferences": [{"Spread": {"SpreadDescriptor": p}} for p in placement.get("prefs") or []]},
+            "Resources": {"Limits": {"MemoryBytes": int(limits["memoryBytes"])}} if limits else {},
+            "RestartPolicy": {"Condition": restart.get("condition") or "any",
+                              "Delay": go_duration_ns(restart.get("delay") or "0s"),
+                              "MaxAttempts": int(restart.get("maxAttempts") or 0),
+                              "Window": go_duration_ns(restart.get("window") or "0s")},
+            **({"LogDriver": {"Name": log["name"], "Options": log.get("options") or {}}} if log else {}),
+        },
+        "Mode": {"Global": {}} if mode.get("global") else {"Replicated": {"Replicas": int((mode.get("replicated") or {})
+                                                                                              .get("replicas", 1))}},
+        "UpdateConfig": rollout(inputs.get("updateConfig")),
+        "RollbackConfig": rollout(inputs.get("rollbackConfig")),
+        "EndpointSpec": {"Mode": endpoint.get("mode") or "vip",
+                         "Ports": [{"TargetPort": int(p["targetPort"]), "PublishedPort": int(p.get("publishedPort") or 0),
+                                    "PublishMode": p.get("publishMode") or "ingress", "Protocol": p.get("protocol") or "tcp"}
+                                   for p in endpoint.get("ports") or []]},
+    }
 
 
 def _upload_tar(upload: dict[str, Any]) -> bytes:

@@ -69,3 +69,19 @@ def images():
                            capture_output=True, text=True, timeout=1500)
     print(built.stdout)
     assert built.returncode == 0, f"build.py failed:\n{built.stdout}\n{built.stderr}"
+
+
+@pytest.fixture(scope="module")
+def swarm_node():
+    """This machine's daemon as a one-node swarm for the module: its hostname.
+    Put in swarm mode here and taken out after, unless it already was a swarm
+    member (then it is left in it)."""
+    from docker_lab import docker
+    state = docker("info", "--format", "{{.Swarm.LocalNodeState}}").stdout.strip()
+    formed_here = state != "active"
+    if formed_here:
+        docker("swarm", "init", "--advertise-addr", "127.0.0.1")
+    name = docker("node", "inspect", "self", "--format", "{{.Description.Hostname}}").stdout.strip()
+    yield name
+    if formed_here:
+        docker("swarm", "leave", "--force")

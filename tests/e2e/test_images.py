@@ -16,16 +16,18 @@ run's label and is removed at the end.
 from __future__ import annotations
 
 import importlib.util
+import io
 import json
 import re
 import subprocess
 import sys
+import tarfile
 import time
 from pathlib import Path
 
 import pytest
 
-from docker_lab import Health, Lab, docker, env_file, host_env, password
+from docker_lab import RUN_LABEL, Health, Lab, docker, env_file, host_env, password
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGES_DIR = Path(__file__).resolve().parent / "images"
@@ -340,8 +342,9 @@ def smoke(lab, frontend, targets, attempts=5) -> subprocess.CompletedProcess:
     return subprocess.run(["sh", "-c", script], capture_output=True, text=True, env=host_env(), timeout=300)
 
 
-def start_replica(lab, frontend, backend, creds, image, what, aliases=(), **env_override) -> str:
-    name = lab.create(what, image, env=app_env(creds, **env_override),
+def start_replica(lab, frontend, backend, creds, image, what, aliases=(), env=None, volumes=(),
+                  **env_override) -> str:
+    name = lab.create(what, image, env=env or app_env(creds, **env_override), volumes=volumes,
                       command=["uvicorn", "src.app.main:app", "--workers", "2", "--host", "0.0.0.0", "--port", "8000"],
                       networks=[(frontend, [what, *aliases]), (backend, [what, *aliases])],
                       health=Health(["curl", "-f", "http://localhost:8000/health"], timeout="10s"))
@@ -497,6 +500,98 @@ def test_celery_worker_answers_ping_and_flower_serves_health_auth_and_metrics(la
             break
         assert time.monotonic() < deadline, "Flower never reported the worker online:\n" + metrics[-2000:]
         time.sleep(2)
+
+
+# ---- *_FILE: secrets as files, as on Swarm (docs/app-image.md) ------------------------------
+
+SECRETS_DIR = "/run/secrets"
+APP_UID = 10001  # the image's user
+
+
+def secret_volume(lab, what: str, values: dict[str, str]) -> str:
+    """A volume with one file per value, owned by the app's user, mode 0400, as
+    Swarm mounts a secret (components/swarm/secrets.py). Each file ends with a
+    newline, as `echo value | docker secret create` writes it. The values go in
+    through stdin, never onto the host's disk outside the volume."""
+    volume = lab.volume(what)
+    tar_bytes = io.BytesIO()
+    with tarfile.open(fileobj=tar_bytes, mode="w") as tar:
+        for name, value in values.items():
+            data = f"{value}\n".encode()
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.mtime = len(data), 0o400, int(time.time())
+            info.uid = info.gid = APP_UID
+            tar.addfile(info, io.BytesIO(data))
+    docker("run", "--rm", "-i", *lab_label(lab), "--network", "none", "--user", "0", "--entrypoint", "tar",
+           "-v", f"{volume}:/s", APP_1_1, "-x", "-C", "/s", input=tar_bytes.getvalue())
+    return volume
+
+
+def lab_label(lab) -> list[str]:
+    """A one-off `docker run --rm`'s label, so cleanup() finds it if it outlives the test."""
+    return ["--label", f"{RUN_LABEL}={lab.run_id}"]
+
+
+def from_files(env: dict, names: list[str]) -> dict:
+    """`env` with each of `names` replaced by NAME_FILE=/run/secrets/<name>."""
+    return {**{k: v for k, v in env.items() if k not in names}, **{f"{n}_FILE": f"{SECRETS_DIR}/{n}" for n in names}}
+
+
+def test_every_entry_point_reads_its_secrets_from_files(lab, frontend, backend, creds, blue):
+    from components.host import hardening
+
+    env = {**app_env(creds), "FLOWER_BASIC_AUTH": f"admin:{creds['flower']}"}
+    names = ["DATABASE_URL", "REDIS_URL", "QDRANT_API_KEY", "MINIO_SECRET_KEY", "SECRET_KEY", "FLOWER_BASIC_AUTH"]
+    volume = secret_volume(lab, "app-secrets", {n: env[n] for n in names})
+    files = from_files(env, names)
+    mount = f"{volume}:{SECRETS_DIR}:ro"
+
+    # Migrations as migrate.sh runs them: the app's rights, the environment from stdin.
+    migrated = docker("run", "--rm", "-i", *lab_label(lab), "--network", backend, "--env-file", "/dev/stdin",
+                      "-v", mount, *hardening.run_flags(hardening.for_service("app")).split(),
+                      APP_1_1, "alembic", "upgrade", "head", input=env_file(files), check=False)
+    assert migrated.returncode == 0, migrated.stdout + migrated.stderr
+
+    app = start_replica(lab, frontend, backend, creds, APP_1_1, "app-files", env=files, volumes=[mount])
+    status, _, body = app_get(lab, app, "/health?check_services=true")
+    assert status == 200 and json.loads(body)["status"] == "healthy", body
+    shown = docker("inspect", "--format", "{{json .Config.Env}}", app).stdout
+    assert not [n for n in names if env[n] in shown]
+
+    # Its healthcheck is a `docker exec`, which skips the entrypoint: config.py reads the files.
+    worker = lab.create("worker-files", APP_1_1, env=files, volumes=[mount],
+                        command=["celery", "-A", "src.app.tasks", "worker", "--loglevel=info", "--concurrency=1"],
+                        networks=[(backend, ["worker-files"])],
+                        health=Health(['celery -A src.app.tasks inspect ping -d "celery@$HOSTNAME" --timeout 10'],
+                                      shell=True, timeout="20s"))
+    lab.wait_healthy(worker, timeout=180)
+
+    flower = lab.create("flower-files", APP_1_1, env=files, volumes=[mount],
+                        command=["celery", "-A", "src.app.tasks", "flower", "--port=5555"],
+                        networks=[(backend, ["flower-files"])],
+                        health=Health(["curl", "-fs", "-o", "/dev/null", "http://localhost:5555/healthcheck"],
+                                      timeout="10s"))
+    lab.wait_healthy(flower)
+    code = lambda *a: lab.exec(flower, "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", *a).stdout  # noqa: E731
+    assert code("http://localhost:5555/") == "401"
+    assert code("-u", f"admin:{creds['flower']}", "http://localhost:5555/") == "200"
+    for container in (app, worker, flower):
+        lab.remove(container)
+
+
+def test_a_secret_set_both_ways_stops_the_app_with_a_clear_message(lab, creds):
+    volume = secret_volume(lab, "both-secrets", {"DATABASE_URL": password()})
+    both = env_file({**app_env(creds), "DATABASE_URL_FILE": f"{SECRETS_DIR}/DATABASE_URL"})
+    run = ["run", "--rm", "-i", *lab_label(lab), "--network", "none", "--env-file", "/dev/stdin",
+           "-v", f"{volume}:{SECRETS_DIR}:ro"]
+    message = "error: both DATABASE_URL and DATABASE_URL_FILE are set (but are exclusive)"
+    # The entrypoint, before the command starts.
+    refused = docker(*run, APP_1_1, "uvicorn", "src.app.main:app", input=both, check=False, timeout=60)
+    assert refused.returncode == 1 and refused.stderr.strip() == message, refused.stdout + refused.stderr
+    # config.py, for a process that skips the entrypoint (`docker exec`).
+    refused = docker(*run, "--entrypoint", "python3", APP_1_1, "-c", "import src.app.config", input=both,
+                     check=False, timeout=60)
+    assert refused.returncode == 1 and refused.stderr.strip() == message, refused.stdout + refused.stderr
 
 
 # ---- monitoring, as components/monitoring/monitoring.py runs it ---------------------------

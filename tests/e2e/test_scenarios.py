@@ -280,9 +280,11 @@ class Load:
     """tests/e2e/load_client.py in a container on the stack's frontend network,
     sending to nginx by its alias (https, the stack's domain as Host)."""
 
-    def __init__(self, deployed: Deployed, keepalive: int = 4, fresh: int = 8, pause: float = 0.02):
+    def __init__(self, deployed: Deployed, keepalive: int = 4, fresh: int = 8, pause: float = 0.02,
+                 url: str = "https://nginx"):
         self.env = deployed.stack.name
-        self.domain = deployed.config["domain"]
+        self.domain = deployed.config.get("domain") or "localhost"
+        self.url = url
         self.args = ["--keepalive", str(keepalive), "--fresh", str(fresh), "--pause", str(pause)]
         self.records: list[dict] = []
 
@@ -290,7 +292,7 @@ class Load:
         docker("rm", "-f", LOAD_CLIENT, check=False)
         docker("run", "-d", "--name", LOAD_CLIENT, "--network", f"{self.env}-frontend",
                "-v", f"{HERE / 'load_client.py'}:/load_client.py:ro", "--entrypoint", "python3", APP_1_1,
-               "/load_client.py", "https://nginx", "--host", self.domain, *self.args)
+               "/load_client.py", self.url, "--host", self.domain, *self.args)
         return self
 
     def stop(self) -> list[dict]:

@@ -215,7 +215,9 @@ def derive(before: harness.Run, after: harness.Run, *, host: rules.Host = rules.
             same_id[resource.id] = previous.id
             continue
         type_rules = rules.rules_for(resource.type)
-        replacing = [k for k in keys if type_rules.replaces(k) or _path_in(k, resource.replace_on_changes)]
+        before_inputs = state.get(previous_urn, previous.inputs)
+        replacing = [k for k in keys if type_rules.replaces(k, before_inputs.get(k), resource.inputs.get(k))
+                     or _path_in(k, resource.replace_on_changes)]
         if not replacing:
             steps.append(Step("update", resource, previous, keys))
             same_id[resource.id] = previous.id
@@ -224,7 +226,7 @@ def derive(before: harness.Run, after: harness.Run, *, host: rules.Host = rules.
             raise ProtectedChange(f"{urn}: replacing a protected resource ({', '.join(replacing)})")
         first = resource.delete_before_replace
         if first is None:
-            first = type_rules.delete_before_replace
+            first = type_rules.deletes_first(resource.inputs)
         replace = Step("replace", resource, previous, keys, delete_first=first)
         steps.append(replace)
         if not first:

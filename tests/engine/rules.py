@@ -21,6 +21,8 @@ VOLUME = "docker:index/volume:Volume"
 REMOTE_IMAGE = "docker:index/remoteImage:RemoteImage"
 IMAGE = "docker:index/image:Image"
 SERVICE = "docker:index/service:Service"
+SECRET = "docker:index/secret:Secret"
+SERVICE_CONFIG = "docker:index/serviceConfig:ServiceConfig"
 LOCAL_COMMAND = "command:local:Command"
 REMOTE_COMMAND = "command:remote:Command"
 RANDOM_PASSWORD = "random:index/randomPassword:RandomPassword"
@@ -38,6 +40,11 @@ class TypeRules:
         host: the running object keeps the old value.
     delete_before_replace: the provider's default (the program's option wins
         when it sets one).
+    nested_replaces: paths inside an in-place key whose change replaces
+        (a Terraform ForceNew field inside a block that is not ForceNew).
+    named_delete_first: an autonamed type whose replacement deletes first
+        when the program gives `name` (pulumi-terraform-bridge
+        nameRequiresDeleteBeforeReplace): two objects cannot hold one name.
     """
 
     type: str
@@ -46,11 +53,26 @@ class TypeRules:
     replace_only: Optional[frozenset[str]] = None
     state_only: frozenset[str] = frozenset()
     delete_before_replace: bool = False
+    nested_replaces: frozenset[str] = frozenset()
+    named_delete_first: bool = False
 
-    def replaces(self, key: str) -> bool:
+    def replaces(self, key: str, old: Any = None, new: Any = None) -> bool:
+        """Whether a change of `key` (from `old` to `new`) replaces the resource."""
         if self.replace_only is not None:
             return key in self.replace_only
-        return key not in self.update_in_place
+        if key not in self.update_in_place:
+            return True
+        return any(_at(old, path) != _at(new, path) for path in self.nested_replaces
+                   if path.split(".")[0] == key)
+
+    def deletes_first(self, inputs: dict[str, Any]) -> bool:
+        return self.delete_before_replace or (self.named_delete_first and bool(inputs.get("name")))
+
+
+def _at(value: Any, path: str) -> Any:
+    for part in path.split(".")[1:]:
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
 
 
 _KREUZWERKER = "kreuzwerker/terraform-provider-docker v4.5.0 internal/provider/"
@@ -72,15 +94,24 @@ TYPES: dict[str, TypeRules] = {rules.type: rules for rules in (
         delete_before_replace=True,
     ),
     TypeRules(NETWORK, source=_KREUZWERKER + "resource_docker_network.go (ForceNew on all but scope)",
-              update_in_place=frozenset({"scope"})),
+              update_in_place=frozenset({"scope"}), named_delete_first=True),
     TypeRules(VOLUME, source=_KREUZWERKER + "resource_docker_volume.go (ForceNew on every input)"),
     TypeRules(REMOTE_IMAGE, source=_KREUZWERKER + "resource_docker_image.go (name, triggers, pull_triggers ForceNew)",
               update_in_place=frozenset({"keepLocally", "forceRemove", "build"})),
     TypeRules(IMAGE, source="pulumi/pulumi-docker provider/provider.go Diff/Update (any change rebuilds in place)",
               replace_only=frozenset()),
-    TypeRules(SERVICE, source=_KREUZWERKER + "resource_docker_service.go",
+    TypeRules(SERVICE, source=_KREUZWERKER + "resource_docker_service.go (name, auth ForceNew; inside task_spec: "
+              "networks_advanced, container_spec labels, hosts, sysctl ForceNew), resource_docker_service_funcs.go "
+              "resourceDockerServiceUpdate (ServiceUpdate); pulumi/pulumi-docker provider/resources.go (autonamed)",
               update_in_place=frozenset({"labels", "taskSpec", "updateConfig", "rollbackConfig", "endpointSpec",
-                                         "convergeConfig", "mode"})),
+                                         "convergeConfig", "mode"}),
+              nested_replaces=frozenset({"taskSpec.networksAdvanceds", "taskSpec.containerSpec.labels",
+                                         "taskSpec.containerSpec.hosts", "taskSpec.containerSpec.sysctl"}),
+              named_delete_first=True),
+    TypeRules(SECRET, source=_KREUZWERKER + "resource_docker_secret.go (name, data, labels ForceNew; no Update)",
+              named_delete_first=True),
+    TypeRules(SERVICE_CONFIG, source=_KREUZWERKER + "resource_docker_config.go (every input ForceNew)",
+              named_delete_first=True),
     TypeRules(LOCAL_COMMAND, source="pulumi/pulumi-command provider/pkg/provider/common/inputs.go "
               "(triggers: replaceOnChanges), local/commandController.go (Update runs `update`, else `create`)",
               replace_only=frozenset({"triggers"})),

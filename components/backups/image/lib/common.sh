@@ -23,6 +23,12 @@ die() {
     exit 1
 }
 
+# The credentials: from <NAME>_FILE where the stack passes files (on a swarm).
+# Beside this file, found from the script's own path (bin/ or lib/).
+# shellcheck source=secret-files.sh
+. "$(dirname "$(readlink -f "$0")")/../lib/secret-files.sh"
+resolve_secret_files || exit 1
+
 sha256() {
     sha256sum "$1" | cut -d ' ' -f 1
 }

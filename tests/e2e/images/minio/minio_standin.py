@@ -8,7 +8,8 @@ and checks AWS Signature V4 on every request: header-signed (signed payload,
 UNSIGNED-PAYLOAD or aws-chunked STREAMING-AWS4-HMAC-SHA256-PAYLOAD) and
 presigned URLs.
 
-Identities: the root user (MINIO_ROOT_USER / MINIO_ROOT_PASSWORD, default
+Identities: the root user (MINIO_ROOT_USER / MINIO_ROOT_PASSWORD, or their
+_FILE as MinIO reads them, default
 minioadmin / minioadmin as MinIO's) may do anything; users made with the admin
 API (mc admin user add) may do what their attached policies allow (IAM policy
 JSON: Allow/Deny, Action and Resource with * and ? wildcards; a statement with a
@@ -50,8 +51,24 @@ from xml.sax.saxutils import escape
 
 VERSION = "RELEASE.2024-10-13T13-34-11Z"
 REGION = os.environ.get("MINIO_REGION") or os.environ.get("MINIO_SITE_REGION") or "us-east-1"
-ROOT_USER = os.environ.get("MINIO_ROOT_USER") or os.environ.get("MINIO_ACCESS_KEY") or "minioadmin"
-ROOT_PASSWORD = os.environ.get("MINIO_ROOT_PASSWORD") or os.environ.get("MINIO_SECRET_KEY") or "minioadmin"
+
+
+def _from_secret(variable: str) -> str:
+    """MinIO's readFromSecret (cmd/common-main.go): `<VARIABLE>_FILE` names a
+    file under /run/secrets, or an absolute path; a missing file is no value."""
+    name = os.environ.get(f"{variable}_FILE", "")
+    path = name if os.path.isabs(name) else os.path.join("/run/secrets", name)
+    try:
+        with open(path) as file:
+            return file.read().strip() if name else ""
+    except FileNotFoundError:
+        return ""
+
+
+ROOT_USER = (os.environ.get("MINIO_ROOT_USER") or _from_secret("MINIO_ROOT_USER")
+             or os.environ.get("MINIO_ACCESS_KEY") or "minioadmin")
+ROOT_PASSWORD = (os.environ.get("MINIO_ROOT_PASSWORD") or _from_secret("MINIO_ROOT_PASSWORD")
+                 or os.environ.get("MINIO_SECRET_KEY") or "minioadmin")
 S3_NS = "http://s3.amazonaws.com/doc/2006-03-01/"
 SYS = ".minio.sys"
 LOCK = threading.RLock()

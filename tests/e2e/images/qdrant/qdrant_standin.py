@@ -6,6 +6,14 @@ change, so a replaced container finds its data on the volume. Answers use
 Qdrant's envelope: {"result": ..., "status": "ok", "time": seconds}; errors
 {"status": {"error": "..."}, "time": ...}.
 
+The keys as Qdrant settles them (src/settings.rs, Settings::new): its
+configuration files config/config, config/<RUN_MODE> and config/local (.yaml or
+.yml, relative to the working directory /qdrant), a later file over an earlier
+one, then QDRANT__SERVICE__API_KEY and QDRANT__SERVICE__READ_ONLY_API_KEY from
+the environment over any file. Of a file only `service.api_key` and
+`service.read_only_api_key` are read, written as block YAML (`service:` and
+indented `key: value` lines; plain, single- or double-quoted scalars).
+
 Auth as in Qdrant's actix middleware: `/`, `/healthz`, `/livez`, `/readyz` are
 open; anything else needs the api-key (header `api-key` or `Authorization:
 Bearer`) — none given: 401 "Must provide an API key or an Authorization bearer
@@ -40,8 +48,49 @@ VERSION = "1.12.4"
 STORAGE = Path(os.environ.get("QDRANT__STORAGE__STORAGE_PATH", "/qdrant/storage"))
 SNAPSHOTS = Path(os.environ.get("QDRANT__STORAGE__SNAPSHOTS_PATH", "/qdrant/snapshots"))
 PORT = int(os.environ.get("QDRANT__SERVICE__HTTP_PORT", "6333"))
-API_KEY = os.environ.get("QDRANT__SERVICE__API_KEY") or None
-READ_ONLY_KEY = os.environ.get("QDRANT__SERVICE__READ_ONLY_API_KEY") or None
+
+
+def _scalar(text: str) -> str:
+    """A YAML scalar on one line: double-quoted (JSON's escapes), single-quoted, or plain up to a comment."""
+    text = text.strip()
+    if text.startswith('"'):
+        return json.loads(text[:text.rindex('"') + 1])
+    if text.startswith("'"):
+        return text[1:text.rindex("'")].replace("''", "'")
+    return re.split(r"\s+#", text, maxsplit=1)[0].strip()
+
+
+def service_settings(text: str) -> dict[str, str]:
+    """`service:`'s scalar entries of a block YAML document (its first level only)."""
+    settings, inside, indent = {}, False, None
+    for line in text.splitlines():
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        if not line[0].isspace():
+            inside, indent = line.split("#", 1)[0].strip() == "service:", None
+            continue
+        depth = len(line) - len(line.lstrip())
+        indent = depth if indent is None else indent
+        key, colon, value = line.strip().partition(":")
+        if inside and depth == indent and colon and value.strip():
+            settings[key.strip()] = _scalar(value)
+    return settings
+
+
+def configured_keys(environ=os.environ, folder: Path = Path(".")) -> tuple:
+    """(api key, read-only key), each None when unset, from the files then the environment."""
+    service: dict[str, str] = {}
+    for name in ("config/config", f"config/{environ.get('RUN_MODE') or 'development'}", "config/local"):
+        for suffix in (".yaml", ".yml"):
+            path = folder / (name + suffix)
+            if path.is_file():
+                service.update(service_settings(path.read_text()))
+                break
+    return (environ.get("QDRANT__SERVICE__API_KEY") or service.get("api_key") or None,
+            environ.get("QDRANT__SERVICE__READ_ONLY_API_KEY") or service.get("read_only_api_key") or None)
+
+
+API_KEY, READ_ONLY_KEY = configured_keys()
 OPEN_PATHS = {"/", "/healthz", "/livez", "/readyz"}
 # POSTs the read-only key may make (Qdrant's READ_ONLY_POST_PATTERNS, the part we serve).
 READ_ONLY_POSTS = re.compile(r"^/collections/[^/]+/points(/(count|scroll|search|search/batch|recommend|query))?$")

@@ -1,13 +1,14 @@
-"""Alembic's environment: run the revisions against DATABASE_URL (asyncpg)."""
+"""Alembic's environment: run the revisions against DATABASE_URL (asyncpg), or DATABASE_URL_FILE's."""
 
 from __future__ import annotations
 
 import asyncio
-import os
 
 from alembic import context
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
+
+from src.app import config
 
 
 def run(connection) -> None:
@@ -17,7 +18,7 @@ def run(connection) -> None:
 
 
 async def main() -> None:
-    engine = create_async_engine(os.environ["DATABASE_URL"], poolclass=NullPool)
+    engine = create_async_engine(config.DATABASE_URL, poolclass=NullPool)
     async with engine.connect() as connection:
         await connection.run_sync(run)
     await engine.dispose()
