@@ -216,3 +216,28 @@ def test_a_swarm_stack_labels_its_nodes_on_the_manager_and_has_a_host_per_node()
     assert providers["prod-swarm-nodes-m1-host"] == providers["prod-docker-host"]
     # One host, no swarm: none of it.
     assert not any("swarm" in r.name for r in harness.run("prod").resources)
+
+
+@pytest.mark.parametrize("digest, named", [
+    ("ghcr.io/shia-chatbot/app@sha256:" + "b" * 64, "ghcr.io/shia-chatbot/app@sha256:" + "b" * 64),
+    ("", "ghcr.io/shia-chatbot/app:1.0.0"),  # a local image: no registry, no digest
+])
+def test_a_service_names_a_pulled_image_by_its_registry_digest(digest, named):
+    from components.host.runtime import Runtime
+
+    class Pulled:  # what Runtime.image reads of a docker.RemoteImage
+        name = pulumi.Output.from_input("ghcr.io/shia-chatbot/app:1.0.0")
+        repo_digest = pulumi.Output.from_input(digest)
+
+    pulumi.runtime.set_mocks(Recorder(), preview=False)
+    seen = {}
+
+    @pulumi.runtime.test
+    def program():
+        on_swarm = Runtime(host=None, nodes=object()).image(Pulled())
+        on_host = Runtime(host=None).image(Pulled())
+        return pulumi.Output.all(on_swarm, on_host).apply(lambda v: seen.update(swarm=v[0], host=v[1]))
+
+    program()
+    # On one host the tag as before; a container's image is not rewritten by Docker.
+    assert seen == {"swarm": named, "host": "ghcr.io/shia-chatbot/app:1.0.0"}

@@ -79,7 +79,7 @@ class AppSlot(pulumi.ComponentResource):
         def replica(name: str, aliases: list[str]) -> ContainerSpec:
             return ContainerSpec(
                 name=name,
-                image=self.image.name,
+                image=args.runtime.image(self.image),
                 environment=n.env,
                 service="app",
                 slot=args.slot,

@@ -56,7 +56,7 @@ class Worker(pulumi.ComponentResource):
         self.deployed = args.runtime.deploy(
             ContainerSpec(
                 name=self.container_name,
-                image=args.image.name,
+                image=args.runtime.image(args.image),
                 environment=n.env,
                 service="worker",
                 slot=args.slot,
@@ -123,7 +123,7 @@ class Flower(pulumi.ComponentResource):
         self.deployed = args.runtime.deploy(
             ContainerSpec(
                 name=self.container_name,
-                image=args.image.name,
+                image=args.runtime.image(args.image),
                 environment=n.env,
                 service="flower",
                 slot=args.slot,

@@ -76,7 +76,7 @@ class DataService(pulumi.ComponentResource):
                                 context=spec.build_context, build_args={"BASE_IMAGE": args.image},
                                 opts=child).image_name
         else:
-            image = pulled_image(f"{self.container_name}-image", args.image, child).name
+            image = args.runtime.image(pulled_image(f"{self.container_name}-image", args.image, child))
         self.deployed = args.runtime.deploy(
             ContainerSpec(
                 name=self.container_name,

@@ -72,6 +72,16 @@ class Runtime:
         names = self.nodes.with_role(role) if role else sorted(self.nodes.hosts)
         return {node: self.nodes.hosts[node] for node in names}
 
+    def image(self, pulled) -> pulumi.Output[str]:
+        """How a container or service names a pulled image (a docker.RemoteImage).
+        A service by its digest where the registry gave one: Swarm's create pins
+        a tag to `tag@sha256:…` and the provider reads that back with no diff
+        suppression (docs/swarm-provider-facts.md), so a bare tag would plan a
+        change, a rolling restart, on every `up`. A local image has no digest."""
+        if not self.swarm:
+            return pulled.name
+        return pulumi.Output.all(pulled.name, pulled.repo_digest).apply(lambda v: v[1] or v[0])
+
     def network(self, network) -> pulumi.Output[str]:
         """How a container or service names `network` (a docker.Network): by
         name on one host, by id on a swarm (the provider reads a service's

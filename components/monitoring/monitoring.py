@@ -209,7 +209,7 @@ class Monitoring(pulumi.ComponentResource):
         name = n.container("node-exporter")
         image = pulled_image(f"{name}-image", a.images.node_exporter, self._child())
         runtime.deploy(
-            ContainerSpec(name=name, image=image.name, environment=n.env, service="node-exporter",
+            ContainerSpec(name=name, image=runtime.image(image), environment=n.env, service="node-exporter",
                           memory_mb=a.memory_mb["node-exporter"], host=runtime.host,
                           networks=[(a.backend_network_ref, ["node-exporter"])], **spec),
             Placement(role=None, replicas=None), self._child(depends_on=probes))

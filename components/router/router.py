@@ -89,7 +89,7 @@ class Router(pulumi.ComponentResource):
         self.deployed = runtime.deploy(
             ContainerSpec(
                 name=self.container_name,
-                image=image.name,
+                image=runtime.image(image),
                 environment=n.env,
                 service="nginx",
                 memory_mb=args.memory_mb,
