@@ -19,7 +19,8 @@ from test_config_validation import PROD, node, with_
 
 SERVICE = "docker:index/service:Service"
 DATA = ("postgres", "redis", "qdrant", "minio", "backup")
-NODES = {"m1": {**node("m1", "manager", "edge"), "dockerHost": PROD["dockerHost"]},
+# Each role on its own node, so a resource or step on the wrong one shows.
+NODES = {"m1": {**node("m1", "manager"), "dockerHost": PROD["dockerHost"]}, "e1": node("e1", "edge"),
          "d1": node("d1", "data"), "a1": node("a1", "app"), "a2": node("a2", "app")}
 
 
@@ -102,11 +103,11 @@ def test_nginx_runs_on_every_edge_node_publishing_in_host_mode(run):
     ports = nginx.plain("endpointSpec")["ports"]
     assert {(p["targetPort"], p["publishedPort"], p["publishMode"]) for p in ports} == {
         (80, 80, "host"), (443, 443, "host")}
-    # Its config volume and both steps are on the edge node, m1.
-    m1 = NODES["m1"]["dockerHost"]
-    assert run_host(run, run.named("prod_nginx_conf-m1", "docker:index/volume:Volume")) == m1
-    for step in ("prod-router-config-m1", "prod-router-switch-m1"):
-        assert run.named(step).plain("connection")["host"] == "prod.shia-chatbot.example.org"
+    # Its config volume and both steps are on the edge node, e1 (the service itself is made on the manager).
+    assert run_host(run, run.named("prod_nginx_conf-e1", "docker:index/volume:Volume")) == NODES["e1"]["dockerHost"]
+    assert run_host(run, nginx) == PROD["dockerHost"]
+    for step in ("prod-router-config-e1", "prod-router-switch-e1"):
+        assert run.named(step).plain("connection")["host"] == "e1.example.org"
 
 
 def test_node_exporter_runs_on_every_node_with_a_probe_volume_on_each(run):

@@ -236,7 +236,11 @@ class Backups(pulumi.ComponentResource):
             f"{self.container_name}-init",
             create=host_script("backups/scripts/backup-init.sh", BACKUP=self.deployed.target,
                                POSTGRES=args.postgres.deployed.target),
-            triggers=[self.container.id, args.postgres.container.id],
+            # On a swarm a new image or setting updates the services in place
+            # (their ids stay): those re-run it too.
+            triggers=[self.container.id, args.postgres.container.id, *([
+                self.image.image_name, args.postgres.image_ref, args.pgbackrest.config_digest()]
+                if args.runtime.swarm else [])],
             opts=pulumi.ResourceOptions(parent=self, depends_on=[*self.deployed.ready, *args.postgres.ready]),
         )
         self.register_outputs({"container": self.container.name, "metricsVolume": self.metrics_volume.name,

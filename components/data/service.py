@@ -77,6 +77,9 @@ class DataService(pulumi.ComponentResource):
                                 opts=child).image_name
         else:
             image = args.runtime.image(pulled_image(f"{self.container_name}-image", args.image, child))
+        # What the task runs: a step keyed on it re-runs on a new image, which on
+        # a swarm is an in-place update (the service's id stays).
+        self.image_ref = image
         self.deployed = args.runtime.deploy(
             ContainerSpec(
                 name=self.container_name,

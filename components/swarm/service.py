@@ -151,5 +151,8 @@ def swarm_service(spec: ContainerSpec, placement: Placement, networks: Sequence[
                                                          monitor=monitor, max_failure_ratio="0.0", order=order),
         # The provider cannot converge a global service (its schema refuses both).
         converge_config=docker.ServiceConvergeConfigArgs(delay="7s", timeout=CONVERGE_TIMEOUT) if replicated else None,
-        opts=opts,
+        # A create that asks the registry (it always does) also sets the image's
+        # platforms, which the provider reads back: not ours to change.
+        opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(
+            ignore_changes=["taskSpec.placement.platforms"])),
     )

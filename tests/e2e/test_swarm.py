@@ -58,10 +58,19 @@ def test_each_role_becomes_a_label_and_a_dropped_role_loses_it(node_name):
         "org.shia-chatbot.role.data": "true"}
     # Re-running with one role fewer removes that label, and only it; again is a no-op.
     for _ in range(2):
-        ran = run_labels_step({node_name: node("manager", "app")})
+        ran = run_labels_step({node_name: node("manager", "app", "data")})
         assert ran.returncode == 0, ran.stderr
         assert labels(node_name) == {"org.shia-chatbot.node": node_name, "org.shia-chatbot.role.manager": "true",
-                                     "org.shia-chatbot.role.app": "true"}
+                                     "org.shia-chatbot.role.app": "true", "org.shia-chatbot.role.data": "true"}
+    # The data role never leaves a ready node: its services would start elsewhere on empty volumes.
+    ran = run_labels_step({node_name: node("manager", "app")})
+    assert ran.returncode != 0 and f"node {node_name} holds the data role and is ready" in ran.stderr
+    assert labels(node_name)["org.shia-chatbot.role.data"] == "true"
+    docker("node", "update", "--label-rm", "org.shia-chatbot.role.data", node_name)  # as after moving the data
+    ran = run_labels_step({node_name: node("manager", "app")})
+    assert ran.returncode == 0, ran.stderr
+    assert labels(node_name) == {"org.shia-chatbot.node": node_name, "org.shia-chatbot.role.manager": "true",
+                                 "org.shia-chatbot.role.app": "true"}
     # A label of someone else's is left alone.
     docker("node", "update", "--label-add", "zone=a", node_name)
     assert run_labels_step({node_name: node("manager", "app")}).returncode == 0
