@@ -182,24 +182,16 @@ def test_promtool_accepts_every_rule_file(runs, tmp_path):
     assert sum(counts) == sum(len(g.rules) for g in UNIT_SPEC.groups()) == 24
 
 
-def test_promtool_rule_unit_tests_pass(tmp_path):
+@pytest.mark.parametrize("spec, unit_tests, files", [(UNIT_SPEC, UNIT_TESTS, 2), (SWARM_UNIT_SPEC, SWARM_UNIT_TESTS, 1)],
+                         ids=["docker", "swarm"])
+def test_promtool_rule_unit_tests_pass(tmp_path, spec, unit_tests, files):
     promtool = need("promtool")
-    for name, text in UNIT_SPEC.files().items():
+    for name, text in spec.files().items():
         (tmp_path / name).write_text(text)
-    for tests in UNIT_TESTS:
+    for tests in unit_tests:
         shutil.copy(tests, tmp_path / tests.name)
-    output = run_tool(promtool, "test", "rules", *(str(tmp_path / t.name) for t in UNIT_TESTS))
-    assert output.count("SUCCESS") == len(UNIT_TESTS) == 2
-
-
-def test_promtool_swarm_rule_unit_tests_pass(tmp_path):
-    promtool = need("promtool")
-    for name, text in SWARM_UNIT_SPEC.files().items():
-        (tmp_path / name).write_text(text)
-    for tests in SWARM_UNIT_TESTS:
-        shutil.copy(tests, tmp_path / tests.name)
-    output = run_tool(promtool, "test", "rules", *(str(tmp_path / t.name) for t in SWARM_UNIT_TESTS))
-    assert output.count("SUCCESS") == len(SWARM_UNIT_TESTS) == 1
+    output = run_tool(promtool, "test", "rules", *(str(tmp_path / t.name) for t in unit_tests))
+    assert output.count("SUCCESS") == len(unit_tests) == files
 
 
 def _seconds(duration: str) -> int:

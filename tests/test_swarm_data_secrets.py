@@ -12,7 +12,6 @@ tests/test_redis_acl.py and tests/test_backup_secret_files.py.
 from __future__ import annotations
 
 import base64
-import copy
 import json
 
 import pytest
@@ -21,20 +20,14 @@ import harness
 from components.backups.backups import FILE_SECRETS
 from components.data import redis_acl
 from components.data.qdrant import LOCAL_CONFIG
+from components.host.runtime import secret_file_name
 from policy_gate import render, run_gate
-from test_config_validation import PROD, node, with_
+from test_swarm_stack import SERVICE, three_node_prod
 
-SERVICE = "docker:index/service:Service"
 SECRET = "docker:index/secret:Secret"
 CONTAINER = "docker:index/container:Container"
-NODES = {"m1": {**node("m1", "manager", "edge"), "dockerHost": PROD["dockerHost"]},
-         "d1": node("d1", "data"), "a1": node("a1", "app"), "a2": node("a2", "app")}
-REDIS_FILES = {f"{v}_FILE": f"/run/secrets/{v.lower().replace('_', '-')}" for v in redis_acl.SECRET_VARIABLES}
-BACKUP_FILES = {f"{v}_FILE": f"/run/secrets/{v.lower().replace('_', '-')}" for v in FILE_SECRETS}
-
-
-def three_node_prod() -> dict:
-    return with_(runtime="swarm", nodes=copy.deepcopy(NODES))
+REDIS_FILES = {f"{v}_FILE": f"/run/secrets/{secret_file_name(v)}" for v in redis_acl.SECRET_VARIABLES}
+BACKUP_FILES = {f"{v}_FILE": f"/run/secrets/{secret_file_name(v)}" for v in FILE_SECRETS}
 
 
 @pytest.fixture(scope="module")

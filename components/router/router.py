@@ -24,7 +24,7 @@ import pulumi_docker as docker
 
 from components.host.containers import ContainerSpec, Deployed, Healthcheck, pulled_image
 from components.host.docker_host import in_container
-from components.host.runtime import Runtime, task_of
+from components.host.runtime import Runtime
 from components.swarm.service import Placement
 from components.router.nginx_config import (
     APPLY_SCRIPT, CONF_DIR, NJS_MODULE, SLOT_FILE, STATUS_URL, SWITCH_SCRIPT, WORKER_SHUTDOWN_TIMEOUT, RouterSpec,
@@ -109,10 +109,9 @@ class Router(pulumi.ComponentResource):
         self.config_steps, self.switch_steps = [], []
         for node, edge in edges.items():
             suffix = f"-{node}" if runtime.swarm else ""
-            target = task_of(self.container_name) if runtime.swarm else self.container_name
             config_step = edge.command(
                 f"{n.env}-router-config{suffix}",
-                create=in_container(target, APPLY_SCRIPT, stdin=True, env={
+                create=in_container(self.deployed.target, APPLY_SCRIPT, stdin=True, env={
                     "ROUTER_DIR": CONF_DIR, "NGINX_GLOBALS": LOAD_NJS, "STATUS_URL": STATUS_URL,
                     "EXPECT": args.spec.config_digest}),
                 stdin=bundle,
@@ -123,7 +122,7 @@ class Router(pulumi.ComponentResource):
             self.config_steps.append(config_step)
             self.switch_steps.append(edge.command(
                 f"{n.env}-router-switch{suffix}",
-                create=in_container(target, SWITCH_SCRIPT, stdin=True, env={
+                create=in_container(self.deployed.target, SWITCH_SCRIPT, stdin=True, env={
                     "SLOT_FILE": f"{CONF_DIR}/{SLOT_FILE}", "STATUS_URL": STATUS_URL}),
                 stdin=f"{args.active_slot}\n",
                 triggers=[self.deployed.container.id],
